@@ -1,0 +1,2 @@
+#include "config.h"
+/* filled in by its issue-2 work item */

@@ -1,0 +1,42 @@
+/* Layer tars: apply (extract a layer tar into a layer directory) and diff
+   (a tar of one layer directory's own changes).  */
+#ifndef GR_ARCHIVE_H
+#define GR_ARCHIVE_H
+
+#include "utils.h"
+#include "whiteout.h"
+
+#include <jansson.h>
+
+struct gr_apply_opts
+{
+  enum gr_whiteout_format whiteouts; /* how the target dir stores deletions */
+};
+
+/* Read an uncompressed tar stream from TAR_FD (to EOF; bytes after the end
+   blocks are drained) and write it into the layer directory LAYER_DIRFD.
+   Paths resolve as if LAYER_DIRFD were "/" (absolute symlinks stay inside);
+   every breakout is refused.  On failure the directory may hold a partial
+   result: callers empty it.  */
+int gr_archive_apply (int layer_dirfd, int tar_fd, const struct gr_apply_opts *opts,
+                      gr_error_t *err);
+
+/* Write to OUT_FD an uncompressed tar of the layer directory LAYER_DIRFD
+   (its own files; whiteouts in format F become `.wh.` entries; aufs
+   internals are left out), as moby's archive.TarWithOptions would.  */
+int gr_archive_diff (int out_fd, int layer_dirfd, enum gr_whiteout_format f, gr_error_t *err);
+
+enum gr_change_kind
+{
+  GR_CHANGE_MODIFY = 0,
+  GR_CHANGE_ADD = 1,
+  GR_CHANGE_DELETE = 2,
+};
+
+/* The changes of layer LAYER_DIRFD over its lower layers LOWER_FDS (nearest
+   first), as moby's archive.Changes / OverlayChanges: a JSON array of
+   {"Path":"/a","Kind":N}.  */
+int gr_archive_changes (json_t **out, int layer_dirfd, const int *lower_fds, size_t n_lowers,
+                        enum gr_whiteout_format f, gr_error_t *err);
+
+#endif

@@ -1,0 +1,3 @@
+#ifndef GR_MOUNT_H
+#define GR_MOUNT_H
+#endif

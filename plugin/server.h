@@ -1,0 +1,3 @@
+#ifndef GR_SERVER_H
+#define GR_SERVER_H
+#endif
