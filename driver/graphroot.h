@@ -1,0 +1,59 @@
+/* A Docker graph root (dockerd's --data-root) opened for writing images as
+   `docker pull` would: the storage driver's layer directories plus the
+   image-side stores under `image/<driver-name>/`.  */
+#ifndef GR_GRAPHROOT_H
+#define GR_GRAPHROOT_H
+
+#include "driver.h"
+#include "utils.h"
+
+#include <pthread.h>
+#include <sys/types.h>
+
+struct gr_layer_writer;
+
+struct gr_graphroot
+{
+  char *root;           /* absolute path of the data root, e.g. /var/lib/docker */
+  char *driver_name;    /* as dockerd names it: overlay2, vfs, aufs, aufs-graphdriver */
+  int root_fd;          /* O_DIRECTORY fd of root */
+  int image_fd;         /* O_DIRECTORY fd of <root>/image/<driver_name> */
+  struct gr_driver *driver; /* the backend, home <root>/<driver_name> */
+  /* Serialises read-modify-write of shared files (repositories.json,
+     v2metadata) and layer registration inside this process; across
+     processes the same sections also take flock() on image_fd.  */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;  /* signalled when a pending layer writer finishes */
+  struct gr_layer_writer *pending; /* writers not yet committed (list) */
+};
+
+/* Open (creating what is missing) the graph root ROOT_DIR for the storage
+   driver DRIVER_NAME as dockerd names it:
+     "overlay2"          -> backend overlay2, dirs overlay2/ and image/overlay2/
+     "vfs"               -> backend vfs, dirs vfs/ and image/vfs/
+     "aufs"              -> backend aufs (Docker <= 23 built-in), aufs/, image/aufs/
+     "aufs-graphdriver"  -> backend aufs (our legacy plugin), aufs-graphdriver/,
+                            image/aufs-graphdriver/
+   Creates image/<D>/{imagedb/content/sha256,imagedb/metadata/sha256,
+   layerdb/sha256,layerdb/tmp,distribution} as dockerd does (0700 for the
+   image dirs) and removes stale layerdb/tmp/write-set-* leftovers.  Does
+   NOT check for a running dockerd: call gr_graphroot_dockerd_running()
+   first.  */
+int gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
+                       gr_error_t *err);
+/* NULL-safe.  Every layer writer of ROOT must have been freed.  */
+void gr_graphroot_free (struct gr_graphroot *root);
+
+/* The backend name ("aufs", "overlay2", "vfs") for a dockerd driver name,
+   or NULL if unknown.  */
+const char *gr_graphroot_backend_for (const char *driver_name);
+
+/* Is a dockerd using ROOT_DIR as its data root running?  Scans
+   /proc/<pid>/cmdline of every process named dockerd for --data-root / -g /
+   --graph (default /var/lib/docker; a --config-file or daemon.json
+   "data-root" is read too) and compares the resolved directories.
+   Returns 1 (and *PID if PID is not NULL) if one is, 0 if none, <0 on
+   error.  */
+int gr_graphroot_dockerd_running (pid_t *pid, const char *root_dir, gr_error_t *err);
+
+#endif
