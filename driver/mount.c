@@ -85,12 +85,23 @@ gr_mount_overlay (const char *target, const char *upper, const char *work,
     return -1;
   gr_buf_printf (&opts, ",upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d,index=off", ufd, wfd);
   append_label (&opts, mount_label);
+  size_t base_len = opts.len;
+  /* Renamed dirs and copied-up metadata must land in the upper dir as
+     plain files, or the layer's diff would not be a faithful tar.  Older
+     kernels lack these options (and have them off).  */
+  gr_buf_puts (&opts, ",redirect_dir=off,metacopy=off");
   if ((size_t) opts.len >= (size_t) sysconf (_SC_PAGESIZE))
     return gr_make_error (err, E2BIG, "overlay options for `%s` exceed the page size (%zu layers)",
                           target, n_lowers);
-  if (mount ("overlay", target, "overlay", 0, opts.data) < 0)
-    return gr_make_error (err, errno, "mount overlay on `%s` (%zu lower layers)", target, n_lowers);
-  return 0;
+  if (mount ("overlay", target, "overlay", 0, opts.data) == 0)
+    return 0;
+  if (errno == EINVAL)
+    {
+      opts.data[base_len] = '\0';
+      if (mount ("overlay", target, "overlay", 0, opts.data) == 0)
+        return 0;
+    }
+  return gr_make_error (err, errno, "mount overlay on `%s` (%zu lower layers)", target, n_lowers);
 }
 
 int
