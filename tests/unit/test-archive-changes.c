@@ -1,0 +1,269 @@
+#include "config.h"
+
+#include "archive.h"
+#include "fsutil.h"
+#include "unit.h"
+
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+static char *sandbox;
+static int sandbox_fd = -1;
+static int dir_no;
+
+static int
+setup (void)
+{
+  sandbox = unit_mkdtemp ();
+  sandbox_fd = open (sandbox, O_RDONLY | O_DIRECTORY);
+  return sandbox_fd < 0;
+}
+
+static int
+teardown (void)
+{
+  close (sandbox_fd);
+  unit_rm_rf (sandbox);
+  free (sandbox);
+  return 0;
+}
+
+static int
+new_dir (void)
+{
+  char *name = xasprintf ("d%d", dir_no++);
+  CU_ASSERT_FATAL (mkdirat (sandbox_fd, name, 0755) == 0);
+  int fd = openat (sandbox_fd, name, O_RDONLY | O_DIRECTORY);
+  CU_ASSERT_FATAL (fd >= 0);
+  free (name);
+  return fd;
+}
+
+static void
+mkdir_mode (int dirfd, const char *name, mode_t mode)
+{
+  CU_ASSERT_FATAL (mkdirat (dirfd, name, 0700) == 0);
+  CU_ASSERT_FATAL (fchmodat (dirfd, name, mode, 0) == 0);
+}
+
+static void
+put (int dirfd, const char *name, const char *content)
+{
+  int fd = openat (dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  CU_ASSERT_FATAL (fd >= 0);
+  CU_ASSERT_FATAL (write (fd, content, strlen (content)) == (ssize_t)strlen (content));
+  close (fd);
+}
+
+static void
+set_mtime (int dirfd, const char *name, time_t sec, long nsec)
+{
+  struct timespec ts[2] = { { sec, nsec }, { sec, nsec } };
+  CU_ASSERT_FATAL (utimensat (dirfd, name, ts, AT_SYMLINK_NOFOLLOW) == 0);
+}
+
+/* The change list as "C /a\nA /b\n..." lines.  */
+static char *
+render (json_t *list)
+{
+  struct gr_buf b = { 0 };
+  gr_buf_puts (&b, "");
+  size_t i;
+  json_t *v;
+  json_array_foreach (list, i, v)
+  {
+    CU_ASSERT_EQUAL (json_object_size (v), 2);
+    json_t *p = json_object_get (v, "Path");
+    json_t *k = json_object_get (v, "Kind");
+    CU_ASSERT_FATAL (json_is_string (p) && json_is_integer (k));
+    json_int_t kind = json_integer_value (k);
+    CU_ASSERT (kind >= 0 && kind <= 2);
+    gr_buf_printf (&b, "%c %s\n", "CAD"[kind % 3], json_string_value (p));
+  }
+  return gr_buf_steal (&b);
+}
+
+static void
+check (int layer, const int *lowers, size_t n, enum gr_whiteout_format f, const char *want)
+{
+  json_t *list = NULL;
+  ASSERT_OK (gr_archive_changes (&list, layer, lowers, n, f, err_));
+  char *got = render (list);
+  if (strcmp (got, want) != 0)
+    fprintf (stderr, "\n--- got\n%s--- want\n%s", got, want);
+  CU_ASSERT_STRING_EQUAL (got, want);
+  free (got);
+  json_decref (list);
+}
+
+static void
+test_changes_aufs (void)
+{
+  int base = new_dir (), mid = new_dir (), up = new_dir ();
+
+  /* base layer */
+  mkdir_mode (base, "etc", 0755);
+  put (base, "etc/passwd", "root");
+  put (base, "etc/old", "old");
+  mkdir_mode (base, "usr", 0755);
+  mkdir_mode (base, "usr/bin", 0755);
+  put (base, "usr/bin/tool", "t");
+  mkdir_mode (base, "gone", 0755);
+  put (base, "gone/x", "x");
+  mkdir_mode (base, "same", 0755);
+  mkdir_mode (base, "opq", 0755);
+  put (base, "opq/hidden", "h");
+  CU_ASSERT_FATAL (symlinkat ("/etc", base, "data") == 0);
+  CU_ASSERT_FATAL (symlinkat ("/nowhere", base, "dangling") == 0);
+  set_mtime (base, "etc", 1000, 0);
+  set_mtime (base, "usr", 1000, 0);
+  set_mtime (base, "usr/bin", 1000, 0);
+  set_mtime (base, "same", 1000, 5); /* upper has 1000.0: the same to moby */
+  set_mtime (base, "opq", 1000, 0);
+
+  /* middle layer: only /etc/hosts */
+  mkdir_mode (mid, "etc", 0755);
+  put (mid, "etc/hosts", "h");
+  set_mtime (mid, "etc", 1000, 0);
+
+  /* the layer itself */
+  put (up, ".wh..wh.aufs", "");
+  mkdir_mode (up, ".wh..wh.plnk", 0700);
+  put (up, ".wh..wh.plnk/1.2", "p");
+  put (up, ".wh.gone", "");
+  put (up, "bad\xff", "b");
+  put (up, "dangling", "now a file");
+  put (up, "data", "was a symlink to a dir");
+  mkdir_mode (up, "etc", 0755);
+  put (up, "etc/.wh.old", "");
+  put (up, "etc/hosts", "changed");
+  put (up, "etc/new", "n");
+  put (up, "etc/passwd", "changed");
+  mkdir_mode (up, "new-dir", 0755);
+  put (up, "new-dir/f", "f");
+  mkdir_mode (up, "opq", 0755);
+  put (up, "opq/.wh..wh..opq", "");
+  mkdir_mode (up, "same", 0755);
+  mkdir_mode (up, "usr", 0700);
+  mkdir_mode (up, "usr/bin", 0755);
+  put (up, "usr/bin/tool2", "t2");
+  set_mtime (up, "etc", 1000, 0);
+  set_mtime (up, "same", 1000, 0);
+  set_mtime (up, "usr/bin", 1000, 0);
+  set_mtime (up, "opq", 2000, 0);
+
+  int lowers[] = { mid, base };
+  check (up, lowers, 2, GR_WHITEOUT_AUFS,
+         "D /gone\n"
+         "A /bad\xef\xbf\xbd\n"
+         "A /dangling\n"
+         "C /data\n"
+         "C /etc\n"
+         "D /etc/old\n"
+         "C /etc/hosts\n"
+         "A /etc/new\n"
+         "C /etc/passwd\n"
+         "A /new-dir\n"
+         "A /new-dir/f\n"
+         "C /opq\n"
+         "D /opq/.wh..opq\n"
+         "C /usr\n"
+         "C /usr/bin\n"
+         "A /usr/bin/tool2\n");
+
+  /* without lowers everything is an Add (whiteouts still Deletes) */
+  int only_mid[] = { mid };
+  check (up, only_mid, 1, GR_WHITEOUT_AUFS,
+         "D /gone\n"
+         "A /bad\xef\xbf\xbd\n"
+         "A /dangling\n"
+         "A /data\n"
+         "C /etc\n"
+         "D /etc/old\n"
+         "C /etc/hosts\n"
+         "A /etc/new\n"
+         "A /etc/passwd\n"
+         "A /new-dir\n"
+         "A /new-dir/f\n"
+         "A /opq\n"
+         "D /opq/.wh..opq\n"
+         "A /same\n"
+         "A /usr\n"
+         "A /usr/bin\n"
+         "A /usr/bin/tool2\n");
+
+  close (base);
+  close (mid);
+  close (up);
+}
+
+static void
+test_changes_overlay (void)
+{
+  int base = new_dir (), up = new_dir ();
+
+  mkdir_mode (base, "etc", 0755);
+  put (base, "etc/old", "old");
+  mkdir_mode (base, "o", 0755);
+  put (base, "o/hidden", "h");
+  put (base, "w", "w");
+  set_mtime (base, "etc", 1000, 0);
+
+  mkdir_mode (up, "etc", 0755);
+  CU_ASSERT_FATAL (mknodat (up, "etc/old", S_IFCHR, makedev (0, 0)) == 0);
+  mkdir_mode (up, "o", 0755);
+  char *p = xasprintf ("/proc/self/fd/%d/o", up);
+  CU_ASSERT_FATAL (setxattr (p, "trusted.overlay.opaque", "y", 1, 0) == 0);
+  free (p);
+  put (up, "o/n", "n");
+  CU_ASSERT_FATAL (mknodat (up, "w", S_IFCHR, makedev (0, 0)) == 0);
+  CU_ASSERT_FATAL (mknodat (up, "x", S_IFCHR | 0600, makedev (1, 3)) == 0);
+  set_mtime (up, "etc", 1000, 0);
+
+  int lowers[] = { base };
+  check (up, lowers, 1, GR_WHITEOUT_OVERLAY,
+         "C /etc\n"
+         "D /etc/old\n"
+         "D /o\n"
+         "A /o/n\n"
+         "D /w\n"
+         "A /x\n");
+
+  /* read as aufs, the device nodes are plain entries */
+  check (up, lowers, 1, GR_WHITEOUT_AUFS,
+         "C /etc/old\n"
+         "C /o\n"
+         "A /o/n\n"
+         "C /w\n"
+         "A /x\n");
+
+  close (base);
+  close (up);
+}
+
+static void
+test_changes_empty (void)
+{
+  int up = new_dir ();
+  json_t *list = NULL;
+  ASSERT_OK (gr_archive_changes (&list, up, NULL, 0, GR_WHITEOUT_AUFS, err_));
+  CU_ASSERT (json_is_array (list) && json_array_size (list) == 0);
+  char *s = json_dumps (list, JSON_COMPACT);
+  CU_ASSERT_STRING_EQUAL (s, "[]");
+  free (s);
+  json_decref (list);
+  close (up);
+}
+
+int
+main (void)
+{
+  UNIT_REQUIRE_ROOT ();
+  if (CU_initialize_registry () != CUE_SUCCESS)
+    return 2;
+  CU_pSuite s = CU_add_suite ("archive-changes", setup, teardown);
+  CU_add_test (s, "aufs: add, modify, delete, unchanged dirs, opaque, internals", test_changes_aufs);
+  CU_add_test (s, "overlay: char 0/0, opaque xattr", test_changes_overlay);
+  CU_add_test (s, "empty layer", test_changes_empty);
+  return unit_run ();
+}
