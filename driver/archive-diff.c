@@ -171,6 +171,7 @@ struct diff_ctx
   int out_fd;
   enum gr_whiteout_format fmt;
   gr_error_t write_err; /* set by the write callback */
+  bool failed;          /* stop writing: the tar is abandoned */
   struct link_table links;
   char *buf;         /* DIFF_COPY_SIZE */
   struct gr_buf rel; /* path of the current entry, relative to the root */
@@ -180,6 +181,12 @@ static la_ssize_t
 write_cb (struct archive *a, void *data, const void *buf, size_t len)
 {
   struct diff_ctx *c = data;
+  if (c->failed)
+    {
+      /* no end blocks after a failure: a cut tar must not look whole */
+      archive_set_error (a, ECANCELED, "layer tar abandoned");
+      return -1;
+    }
   if (gr_write_all (c->out_fd, buf, len, &c->write_err) < 0)
     {
       archive_set_error (a, gr_error_status (&c->write_err), "%s", gr_error_msg (&c->write_err));
@@ -530,6 +537,8 @@ gr_archive_diff (int out_fd, int layer_dirfd, enum gr_whiteout_format f, gr_erro
         }
     }
 
+  c.failed = ret < 0;
+  archive_write_free (gr_steal (a));
   if (loc)
     {
       uselocale (old);
