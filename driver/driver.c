@@ -10,6 +10,8 @@
 
 static const struct gr_backend_ops *const backends[] = {
   &gr_backend_aufs,
+  &gr_backend_overlay2,
+  &gr_backend_vfs,
 };
 
 const struct gr_backend_ops *

@@ -17,11 +17,13 @@ struct gr_graphroot
   char *root;           /* absolute path of the data root, e.g. /var/lib/docker */
   char *driver_name;    /* as dockerd names it: overlay2, vfs, aufs, aufs-graphdriver */
   int root_fd;          /* O_DIRECTORY fd of root */
-  int image_fd;         /* O_DIRECTORY fd of <root>/image/<driver_name> */
+  int image_fd;         /* O_DIRECTORY fd of <root>/image/<driver_name>; holds a
+                           shared flock() while open */
+  int lock_fd;          /* another fd of the same dir, for exclusive flock()s */
   struct gr_driver *driver; /* the backend, home <root>/<driver_name> */
   /* Serialises read-modify-write of shared files (repositories.json,
      v2metadata) and layer registration inside this process; across
-     processes the same sections also take flock() on image_fd.  */
+     processes the same sections also take flock() on lock_fd.  */
   pthread_mutex_t lock;
   pthread_cond_t cond;  /* signalled when a pending layer writer finishes */
   struct gr_layer_writer *pending; /* writers not yet committed (list) */
@@ -36,7 +38,9 @@ struct gr_graphroot
                             image/aufs-graphdriver/
    Creates image/<D>/{imagedb/content/sha256,imagedb/metadata/sha256,
    layerdb/sha256,layerdb/tmp,distribution} as dockerd does (0700 for the
-   image dirs) and removes stale layerdb/tmp/write-set-* leftovers.  Does
+   image dirs).  If no other process has the root open, removes what
+   interrupted layer writers left (layerdb/tmp/write-set-* and the backend
+   layers they name).  Does
    NOT check for a running dockerd: call gr_graphroot_dockerd_running()
    first.  */
 int gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
