@@ -48,7 +48,8 @@ struct gr_driver;
 struct plugin_config
 {
   const char *socket_path;
-  const char *mount_method; /* "auto", "aufs", "overlay" */
+  const char *mount_method;  /* "auto", "aufs", "overlay" */
+  const char *home_override; /* use this Home whatever GraphDriver.Init says; NULL */
 };
 
 /* ---- logging (stderr, "TIME LEVEL message") ---- */
