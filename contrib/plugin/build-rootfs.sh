@@ -109,7 +109,7 @@ echo "build-rootfs.sh: $out: $entry + $nlibs libraries, $(du -sk "$rootfs" | cut
 
 # When we can, check that the binary starts inside its rootfs alone.
 if [ "$(id -u)" = 0 ] && command -v chroot > /dev/null; then
-  if ! chroot "$rootfs" "$entry" --version > /dev/null; then
+  if ! timeout 20 chroot "$rootfs" "$entry" --version > /dev/null; then
     die "$entry does not start inside $rootfs (a library missing?)"
   fi
 fi
