@@ -149,6 +149,7 @@ struct handler_job
   gr_error_t err;
   int ret;
   int write_fd; /* the connection feeds the body here; -1 once closed */
+  pthread_mutex_t lock; /* guards req.body_fd against job_abort */
   pthread_t thread;
   bool joined;
 };
@@ -506,8 +507,10 @@ handler_main (void *arg)
   struct handler_job *job = arg;
   job->ret = job->route->handler (&job->reply, &job->req, &job->err);
   /* Unblock the feeder if the handler stopped before EOF.  */
+  pthread_mutex_lock (&job->lock);
   close (job->req.body_fd);
   job->req.body_fd = -1;
+  pthread_mutex_unlock (&job->lock);
   return NULL;
 }
 
@@ -517,6 +520,24 @@ job_close_write (struct handler_job *job)
   if (job->write_fd >= 0)
     close (job->write_fd);
   job->write_fd = -1;
+}
+
+/* The client went away before the end of the body: make the handler's
+   reads fail instead of ending cleanly, so that a cut upload is never taken
+   for a whole one.  An AF_UNIX stream socket closed while unread data waits
+   in its own queue leaves its peer with ECONNRESET: queue a byte on the
+   feeder's end, then close it.  */
+static void
+job_abort (struct handler_job *job)
+{
+  pthread_mutex_lock (&job->lock);
+  if (job->req.body_fd >= 0 && job->write_fd >= 0)
+    {
+      if (send (job->req.body_fd, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        srv_log (SRV_LOG_DEBUG, "%s: abort: %s", job->req.path, strerror (errno));
+    }
+  pthread_mutex_unlock (&job->lock);
+  job_close_write (job);
 }
 
 static void
@@ -532,14 +553,17 @@ static int
 job_start (struct handler_job **out, struct conn_state *cs, gr_error_t *err)
 {
   struct handler_job *job = xzalloc (sizeof (*job));
+  int bufsize = 1024 * 1024;
   int fds[2];
 
-  if (pipe2 (fds, O_CLOEXEC) < 0)
+  /* A socketpair rather than a pipe: see job_abort.  */
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
     {
       free (job);
-      return gr_make_error (err, errno, "pipe");
+      return gr_make_error (err, errno, "socketpair");
     }
-  fcntl (fds[1], F_SETPIPE_SZ, 1024 * 1024);
+  setsockopt (fds[1], SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof (bufsize));
+  pthread_mutex_init (&job->lock, NULL);
   job->req.path = cs->path;
   job->req.body_fd = fds[0];
   job->req.query = &cs->query;
@@ -565,6 +589,7 @@ job_free (struct handler_job *job)
   job_join (job);
   reply_clear (&job->reply);
   gr_error_release (&job->err);
+  pthread_mutex_destroy (&job->lock);
   free (job);
 }
 
@@ -575,7 +600,7 @@ job_feed (struct handler_job *job, const char *data, size_t len)
 {
   while (len > 0 && job->write_fd >= 0)
     {
-      ssize_t w = write (job->write_fd, data, len);
+      ssize_t w = send (job->write_fd, data, len, MSG_NOSIGNAL);
       if (w < 0)
         {
           if (errno == EINTR)
@@ -740,6 +765,14 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls,
     }
   else
     srv_log (SRV_LOG_DEBUG, "%s %u %.1f ms", cs->path, cs->status, elapsed_ms (&cs->start));
+  if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && cs->job && ! cs->job->joined)
+    {
+      job_abort (cs->job);
+      job_join (cs->job);
+      if (cs->job->ret < 0)
+        srv_log (SRV_LOG_WARN, "%s: after the client went away: %s", cs->path,
+                 gr_error_msg (&cs->job->err));
+    }
   conn_state_free (cs);
   *con_cls = NULL;
 }

@@ -78,7 +78,9 @@ enum srv_body_kind
   /* The body is streamed: the handler runs in its own thread and reads the
      raw body (Content-Length or chunked) from req->body_fd until EOF, while
      the connection thread feeds it.  If the handler returns before EOF the
-     rest of the body is discarded.  */
+     rest of the body is discarded.  If the client goes away before the end
+     of the body, reads fail with ECONNRESET rather than ending cleanly, so
+     a cut upload is never mistaken for a whole one.  */
   SRV_BODY_STREAM,
 };
 

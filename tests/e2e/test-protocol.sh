@@ -286,8 +286,9 @@ expect_err '/GraphDriver.ApplyDiff' -H 'Transfer-Encoding: chunked' --data-binar
 # -------------------------------------------------------- concurrency
 # A slow chunked upload (3 s) must not hold up other requests.
 expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"slow"}'
+# (curl -T - streams stdin chunked; --data-binary @- would read it all first)
 ( (head -c 10240 "$WORK/l1.tar"; sleep 3; tail -c +10241 "$WORK/l1.tar") |
-  curl -sS --unix-socket "$SOCK" -X POST -H 'Transfer-Encoding: chunked' --data-binary @- \
+  curl -sS --unix-socket "$SOCK" -X POST -H 'Expect:' -T - \
     'http://plugin.moby.localhost/GraphDriver.ApplyDiff?id=slow' >"$WORK/slow.out" ) &
 slow=$!
 sleep 0.5
@@ -303,6 +304,19 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$ms" -lt 2000 ] && ok || fail "20 Exists took $ms ms next to a slow upload"
 wait $slow
 [[ "$(cat "$WORK/slow.out")" == '{"Err":"","Size":'* ]] && ok || fail "slow ApplyDiff: $(cat "$WORK/slow.out")"
+# A client that dies in the middle of an upload leaves no half layer, even
+# when the cut falls on an entry boundary (the driver sees an error, not EOF).
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"cut"}'
+( (head -c 1536 "$WORK/l1.tar"; sleep 5) |
+  timeout 1.5 curl -sS --unix-socket "$SOCK" -X POST -H 'Expect:' -T - \
+    'http://plugin.moby.localhost/GraphDriver.ApplyDiff?id=cut' >/dev/null 2>&1 )
+alive
+if [ -z "$FAKE" ]; then
+  curl -sS --unix-socket "$SOCK" -X POST http://plugin.moby.localhost/GraphDriver.Diff \
+    -d '{"ID":"cut"}' -o "$WORK/cut.tar"
+  list=$(tar -tf "$WORK/cut.tar" 2>&1 | tr '\n' ' ')
+  [ -z "$list" ] && ok || fail "a cut upload left files: $list"
+fi
 # A client that drops a Diff stream half-way does not hurt the server.
 curl -sS --unix-socket "$SOCK" -X POST http://plugin.moby.localhost/GraphDriver.Diff \
   -d '{"ID":"l1"}' 2>/dev/null | head -c 1000 >/dev/null
