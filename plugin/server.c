@@ -363,7 +363,9 @@ producer_join (struct producer_job *pj)
     return;
   pthread_join (pj->thread, NULL);
   pj->joined = true;
-  if (pj->ret < 0)
+  if (pj->ret < 0 && gr_error_status (&pj->err) == EPIPE)
+    srv_log (SRV_LOG_WARN, "%s: the client stopped reading the reply", pj->path);
+  else if (pj->ret < 0)
     srv_log (SRV_LOG_ERROR, "%s: streamed reply aborted: %s", pj->path, gr_error_msg (&pj->err));
 }
 
