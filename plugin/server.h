@@ -25,7 +25,8 @@
             "distribution", distribution_start, NULL,
           };
 
-     2. Declare it below next to graphdriver_provider (one line).
+     2. Declare it below next to graphdriver_provider (one line; done
+        for distribution_provider).
      3. Add `&distribution_provider,` to the `providers` table in
         plugin/main.c (one line) and the file to plugin_aufs_graphdriver_SOURCES.
 
@@ -155,7 +156,8 @@ struct srv_provider
   void (*stop) (void);
 };
 
-extern const struct srv_provider graphdriver_provider;
+extern const struct srv_provider graphdriver_provider;  /* plugin/graphdriver.c */
+extern const struct srv_provider distribution_provider; /* plugin/distribution.c */
 
 /* The driver opened by the last GraphDriver.Init, with a reference held
    until graphdriver_release (a concurrent re-Init with another Home frees
