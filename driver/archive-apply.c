@@ -111,6 +111,11 @@ struct apply
   size_t ndirs;
   size_t capdirs;
   struct strset unpacked; /* GR_WHITEOUT_DELETE only */
+  /* The last parent directory opened: a tar lists siblings together.
+     Stale once anything was removed (a path component may have changed).  */
+  char *cache_path;
+  int cache_fd;
+  bool cache_stale;
 };
 
 struct reader
@@ -252,8 +257,14 @@ open_parent (struct apply *ap, const char *path, bool create, bool in_root, gr_e
   int fd = open_dir_quiet (ap, path, in_root);
   if (fd >= 0)
     return fd;
-  if (errno != ENOENT)
-    return gr_make_error (err, errno, "open directory `%s`%s", path, how);
+  /* ENOTDIR: maybe an overlay whiteout, replaced below.  */
+  bool maybe_whiteout = errno == ENOTDIR && create && ap->wf == GR_WHITEOUT_OVERLAY;
+  if (errno != ENOENT && ! maybe_whiteout)
+    {
+      int saved = errno;
+      cleanup_free char *pp = printable (path);
+      return gr_make_error (err, saved, "open directory `%s`%s", pp, how);
+    }
   if (! create)
     {
       errno = ENOENT;
@@ -276,17 +287,46 @@ open_parent (struct apply *ap, const char *path, bool create, bool in_root, gr_e
         next = open_in_root_quiet (ap->root, p, O_RDONLY | O_DIRECTORY);
       else
         next = openat (cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      bool replaced = false;
+      if (next < 0 && errno == ENOTDIR && ap->wf == GR_WHITEOUT_OVERLAY)
+        {
+          /* Deleted earlier in this tar, now a directory again: the new
+             directory is opaque, as the whiteout hid the lower one.  */
+          struct stat st;
+          if (fstatat (cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && gr_whiteout_is_overlay_file (&st)
+              && unlinkat (cur, comp, 0) == 0)
+            {
+              ap->cache_stale = true;
+              replaced = true;
+              errno = ENOENT;
+            }
+          else
+            errno = ENOTDIR;
+        }
       if (next < 0 && errno == ENOENT)
         {
           if (mkdirat (cur, comp, 0755) < 0 && errno != EEXIST)
-            return gr_make_error (err, errno, "mkdir `%s`", p);
+            {
+              int saved = errno;
+              cleanup_free char *pp = printable (p);
+              return gr_make_error (err, saved, "mkdir `%s`", pp);
+            }
           if (in_root)
             next = open_in_root_quiet (ap->root, p, O_RDONLY | O_DIRECTORY);
           else
             next = openat (cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
       if (next < 0)
-        return gr_make_error (err, errno, "open directory `%s`%s", p, how);
+        {
+          int saved = errno;
+          cleanup_free char *pp = printable (p);
+          return gr_make_error (err, saved, "open directory `%s`%s", pp, how);
+        }
+      if (replaced && gr_whiteout_make_opaque (next, GR_WHITEOUT_OVERLAY, err) < 0)
+        {
+          close (next);
+          return -1;
+        }
       close (cur);
       cur = next;
       if (! slash)
@@ -295,6 +335,25 @@ open_parent (struct apply *ap, const char *path, bool create, bool in_root, gr_e
       comp = slash + 1;
     }
   return gr_steal_fd (cur);
+}
+
+/* The parent directory REL of an ordinary entry, resolved in the layer
+   root and created if missing.  The fd is borrowed from the cache.  */
+static int
+parent_fd (struct apply *ap, const char *rel, gr_error_t *err)
+{
+  if (ap->cache_path && ! ap->cache_stale && strcmp (ap->cache_path, rel) == 0)
+    return ap->cache_fd;
+  int fd = open_parent (ap, rel, true, true, err);
+  if (fd < 0)
+    return -1;
+  if (ap->cache_fd >= 0)
+    close (ap->cache_fd);
+  free (ap->cache_path);
+  ap->cache_path = xstrdup (rel);
+  ap->cache_fd = fd;
+  ap->cache_stale = false;
+  return fd;
 }
 
 /* Does symlink TARGET, placed in directory DIR (relative, "" = root),
@@ -527,6 +586,7 @@ create_entry (struct apply *ap, struct archive_entry *e, int parentfd, const cha
      directory merges.  */
   if (exists && ! (is_dir && S_ISDIR (st.st_mode)))
     {
+      ap->cache_stale = true;
       if (gr_rm_rf_at (parentfd, base, err) < 0)
         return -1;
       exists = false;
@@ -616,7 +676,11 @@ clear_opaque (struct apply *ap, int dfd, const char *prefix, gr_error_t *err)
     if (d == NULL)
       {
         close (dup_fd);
-        return gr_make_error (err, errno, "opendir `%s`", prefix);
+        {
+          int saved = errno;
+          cleanup_free char *pp = printable (prefix);
+          return gr_make_error (err, saved, "opendir `%s`", pp);
+        }
       }
     for (struct dirent *de; (errno = 0, de = readdir (d));)
       {
@@ -626,7 +690,11 @@ clear_opaque (struct apply *ap, int dfd, const char *prefix, gr_error_t *err)
         names[n++] = xstrdup (de->d_name);
       }
     if (errno)
-      ret = gr_make_error (err, errno, "readdir `%s`", prefix);
+      {
+        int saved = errno;
+        cleanup_free char *pp = printable (prefix);
+        ret = gr_make_error (err, saved, "readdir `%s`", pp);
+      }
   }
   for (size_t i = 0; i < n && ret == 0; i++)
     {
@@ -641,7 +709,11 @@ clear_opaque (struct apply *ap, int dfd, const char *prefix, gr_error_t *err)
         continue;
       cleanup_close int child = openat (dfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (child < 0)
-        ret = gr_make_error (err, errno, "open directory `%s`", p);
+        {
+          int saved = errno;
+          cleanup_free char *pp = printable (p);
+          ret = gr_make_error (err, saved, "open directory `%s`", pp);
+        }
       else
         ret = clear_opaque (ap, child, p, err);
     }
@@ -657,6 +729,7 @@ apply_whiteout (struct apply *ap, struct archive_entry *e, const char *parent_re
                 enum gr_whiteout_kind kind, const char *target, gr_error_t *err)
 {
   bool create = ap->wf == GR_WHITEOUT_OVERLAY;
+  ap->cache_stale = true;
   cleanup_close int pfd = open_parent (ap, parent_rel, create, false, err);
   if (pfd < 0)
     return (errno == ENOENT && ! create && (err == NULL || *err == NULL)) ? 0 : -1;
@@ -718,7 +791,14 @@ apply_entry (struct apply *ap, struct archive_entry *e, gr_error_t *err)
 
   /* Whiteouts (kept as files in the aufs format) never go through a
      symlink; other entries resolve symlinks inside the layer.  */
-  cleanup_close int pfd = open_parent (ap, parent_rel, true, ! whiteout, err);
+  if (whiteout)
+    {
+      cleanup_close int wfd = open_parent (ap, parent_rel, true, false, err);
+      if (wfd < 0)
+        return -1;
+      return create_entry (ap, e, wfd, base, parent_rel, rel, err);
+    }
+  int pfd = parent_fd (ap, parent_rel, err);
   if (pfd < 0)
     return -1;
   return create_entry (ap, e, pfd, base, parent_rel, rel, err);
@@ -768,7 +848,7 @@ gr_archive_apply (int layer_dirfd, int tar_fd, const struct gr_apply_opts *opts,
     return gr_make_error (err, errno, "newlocale C");
   saved_locale = uselocale (cloc);
 
-  struct apply ap = { .root = -1, .wf = opts ? opts->whiteouts : GR_WHITEOUT_OVERLAY };
+  struct apply ap = { .root = -1, .wf = opts ? opts->whiteouts : GR_WHITEOUT_OVERLAY, .cache_fd = -1 };
   cleanup_close int root = openat (layer_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root < 0)
     return gr_make_error (err, errno, "open layer directory");
@@ -822,5 +902,8 @@ gr_archive_apply (int layer_dirfd, int tar_fd, const struct gr_apply_opts *opts,
     free (ap.dirs[i].path);
   free (ap.dirs);
   strset_free (&ap.unpacked);
+  if (ap.cache_fd >= 0)
+    close (ap.cache_fd);
+  free (ap.cache_path);
   return ret < 0 ? ret : 0;
 }

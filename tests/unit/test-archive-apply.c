@@ -700,6 +700,25 @@ test_recreated_after_whiteout (void)
   cleanup_free char *f2 = read_at (v, "f");
   CU_ASSERT_STRING_EQUAL (f2, "new f");
 
+  /* a whiteout of the directory the previous entry went into */
+  a = tar_begin ("recreate2.tar");
+  add_file (a, "w/a", 0644, "a");
+  put (a, ent (".wh.w", AE_IFREG, 0644), NULL);
+  add_file (a, "w/b", 0644, "b");
+  tar_end (a);
+  const enum gr_whiteout_format fs[] = { GR_WHITEOUT_DELETE, GR_WHITEOUT_OVERLAY };
+  for (int i = 0; i < 2; i++)
+    {
+      cleanup_free char *cn = xasprintf ("recreate2-%d", i);
+      cleanup_close int w = new_case (cn);
+      ASSERT_OK (apply_file (w, "recreate2.tar", fs[i], err_));
+      cleanup_free char *wb = read_at (w, "w/b");
+      CU_ASSERT_STRING_EQUAL (wb, "b");
+      CU_ASSERT (! exists_at (w, "w/a"));
+      if (fs[i] == GR_WHITEOUT_OVERLAY)
+        CU_ASSERT (gr_whiteout_is_overlay_opaque (w, "w"));
+    }
+
   cleanup_close int u = new_case ("recreate-aufs");
   ASSERT_OK (apply_file (u, "recreate.tar", GR_WHITEOUT_AUFS, err_));
   CU_ASSERT (exists_at (u, ".wh.d"));
@@ -726,6 +745,12 @@ test_replace (void)
   add_symlink (a, "s", "/f");
   add_symlink (a, "t", "/f");
   add_file (a, "t", 0644, "t is a file"); /* not written through the symlink */
+  /* a directory replaced by a symlink: later entries go through the new symlink */
+  add_dir (a, "e", 0755);
+  add_dir (a, "dd", 0755);
+  add_file (a, "dd/a", 0644, "a");
+  add_symlink (a, "dd", "/e");
+  add_file (a, "dd/b", 0644, "b");
   tar_end (a);
   cleanup_close int l = new_case ("replace");
   ASSERT_OK (apply_file (l, "replace.tar", GR_WHITEOUT_OVERLAY, err_));
@@ -747,6 +772,9 @@ test_replace (void)
   CU_ASSERT (S_ISREG (st.st_mode));
   cleanup_free char *f2 = read_at (l, "f");
   CU_ASSERT_STRING_EQUAL (f2, "second");
+  cleanup_free char *eb = read_at (l, "e/b");
+  CU_ASSERT_STRING_EQUAL (eb, "b");
+  CU_ASSERT (! exists_at (l, "e/a"));
   assert_outside_intact ("replace");
 }
 
