@@ -152,19 +152,19 @@ get_string_array (json_t *obj, const char *key, const char ***out, size_t *n, gr
   *n = 0;
   if (v == NULL || json_is_null (v))
     return 0;
-  if (! json_is_array (v))
+  if (!json_is_array (v))
     return gr_make_error (err, EINVAL, "`%s` must be an array of strings", key);
   *out = xzalloc ((json_array_size (v) + 1) * sizeof (char *));
   json_array_foreach (v, i, e)
-    {
-      if (! json_is_string (e))
-        {
-          free (*out);
-          *out = NULL;
-          return gr_make_error (err, EINVAL, "`%s` must be an array of strings", key);
-        }
-      (*out)[i] = json_string_value (e);
-    }
+  {
+    if (!json_is_string (e))
+      {
+        free (*out);
+        *out = NULL;
+        return gr_make_error (err, EINVAL, "`%s` must be an array of strings", key);
+      }
+    (*out)[i] = json_string_value (e);
+  }
   *n = json_array_size (v);
   return 0;
 }
@@ -175,11 +175,10 @@ check_id_maps (json_t *obj, const char *key, gr_error_t *err)
   json_t *v = json_object_get (obj, key);
   if (v == NULL || json_is_null (v))
     return 0;
-  if (! json_is_array (v))
+  if (!json_is_array (v))
     return gr_make_error (err, EINVAL, "`%s` must be an array", key);
   if (json_array_size (v) > 0)
-    return gr_make_error (err, ENOTSUP,
-                          "user namespace remapping (%s) is not supported by this driver", key);
+    return gr_make_error (err, ENOTSUP, "user namespace remapping (%s) is not supported by this driver", key);
   return 0;
 }
 
@@ -252,9 +251,9 @@ do_create (struct srv_reply *reply, const struct srv_request *req, bool rw, gr_e
       || srv_json_get_id (&parent, req->json, "Parent", false, err) < 0)
     return -1;
   sopt = json_object_get (req->json, "StorageOpt");
-  if (sopt && ! json_is_null (sopt))
+  if (sopt && !json_is_null (sopt))
     {
-      if (! json_is_object (sopt))
+      if (!json_is_object (sopt))
         return gr_make_error (err, EINVAL, "`StorageOpt` must be an object");
       if (json_object_size (sopt) > 0)
         return gr_make_error (err, ENOTSUP, "--storage-opt is not supported for aufs");
@@ -502,8 +501,7 @@ graphdriver_stop (void)
     {
       struct gd_instance *inst = gd_retired;
       gd_retired = inst->next;
-      srv_log (SRV_LOG_WARN, "driver at %s still has %u users at shutdown", inst->d->home,
-               inst->refs);
+      srv_log (SRV_LOG_WARN, "driver at %s still has %u users at shutdown", inst->d->home, inst->refs);
       pthread_mutex_unlock (&gd_lock);
       instance_destroy (inst);
       pthread_mutex_lock (&gd_lock);

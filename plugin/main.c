@@ -19,22 +19,21 @@ static const struct srv_provider *const providers[] = {
 static void
 usage (FILE *out)
 {
-  fprintf (out,
-           "Usage: aufs-graphdriver [OPTION]...\n"
-           "Serve Docker's GraphDriver plugin protocol on a unix socket, storing layers\n"
-           "in the aufs layout (mounted with aufs, or overlayfs where aufs is missing).\n"
-           "\n"
-           "  -s, --socket PATH          listen on PATH (default " DEFAULT_SOCKET ")\n"
-           "  -l, --log-level LEVEL      debug, info, warn or error (default info;\n"
-           "                             environment: LOG_LEVEL)\n"
-           "  -m, --mount-method METHOD  auto, aufs or overlay (default auto;\n"
-           "                             environment: MOUNT_METHOD)\n"
-           "      --home-override DIR    keep the layers in DIR whatever Home\n"
-           "                             GraphDriver.Init asks for\n"
-           "  -h, --help                 show this help\n"
-           "  -V, --version              show the version\n"
-           "\n"
-           "Start dockerd (20.10-26, --experimental) with `-s aufs-graphdriver` to use it.\n");
+  fprintf (out, "Usage: aufs-graphdriver [OPTION]...\n"
+                "Serve Docker's GraphDriver plugin protocol on a unix socket, storing layers\n"
+                "in the aufs layout (mounted with aufs, or overlayfs where aufs is missing).\n"
+                "\n"
+                "  -s, --socket PATH          listen on PATH (default " DEFAULT_SOCKET ")\n"
+                "  -l, --log-level LEVEL      debug, info, warn or error (default info;\n"
+                "                             environment: LOG_LEVEL)\n"
+                "  -m, --mount-method METHOD  auto, aufs or overlay (default auto;\n"
+                "                             environment: MOUNT_METHOD)\n"
+                "      --home-override DIR    keep the layers in DIR whatever Home\n"
+                "                             GraphDriver.Init asks for\n"
+                "  -h, --help                 show this help\n"
+                "  -V, --version              show the version\n"
+                "\n"
+                "Start dockerd (20.10-26, --experimental) with `-s aufs-graphdriver` to use it.\n");
 }
 
 static const char *
@@ -150,8 +149,7 @@ main (int argc, char **argv)
       srv_log (SRV_LOG_ERROR, "%s", gr_error_msg (&err));
       goto fail;
     }
-  srv_log (SRV_LOG_INFO, "aufs-graphdriver %s ready (mount method %s)", PACKAGE_VERSION,
-           cfg.mount_method);
+  srv_log (SRV_LOG_INFO, "aufs-graphdriver %s ready (mount method %s)", PACKAGE_VERSION, cfg.mount_method);
 
   for (;;)
     {

@@ -42,7 +42,7 @@ srv_log_parse_level (enum srv_log_level *out, const char *s, gr_error_t *err)
     const char *name;
     enum srv_log_level level;
   } names[] = {
-    { "debug", SRV_LOG_DEBUG }, { "info", SRV_LOG_INFO },   { "warn", SRV_LOG_WARN },
+    { "debug", SRV_LOG_DEBUG },  { "info", SRV_LOG_INFO },   { "warn", SRV_LOG_WARN },
     { "warning", SRV_LOG_WARN }, { "error", SRV_LOG_ERROR },
   };
   for (size_t i = 0; i < sizeof (names) / sizeof (names[0]); i++)
@@ -62,7 +62,7 @@ static void GR_PRINTF (2, 0) srv_vlog (enum srv_log_level level, const char *fmt
   struct tm tm;
   char stamp[64];
 
-  if (! srv_log_enabled (level))
+  if (!srv_log_enabled (level))
     return;
   clock_gettime (CLOCK_REALTIME, &ts);
   gmtime_r (&ts.tv_sec, &tm);
@@ -83,7 +83,7 @@ static void GR_PRINTF (2, 0) srv_vlog (enum srv_log_level level, const char *fmt
   gr_buf_puts (&line, "\n");
   /* One write per line so concurrent requests never interleave.  */
   if (write (STDERR_FILENO, line.data, line.len) < 0)
-    (void) 0;
+    (void)0;
 }
 
 void
@@ -148,7 +148,7 @@ struct handler_job
   struct srv_reply reply;
   gr_error_t err;
   int ret;
-  int write_fd; /* the connection feeds the body here; -1 once closed */
+  int write_fd;         /* the connection feeds the body here; -1 once closed */
   pthread_mutex_t lock; /* guards req.body_fd against job_abort */
   pthread_t thread;
   bool joined;
@@ -256,7 +256,7 @@ srv_json_get_string (const char **out, json_t *obj, const char *key, gr_error_t 
   *out = NULL;
   if (v == NULL || json_is_null (v))
     return 0;
-  if (! json_is_string (v))
+  if (!json_is_string (v))
     return gr_make_error (err, EINVAL, "`%s` must be a string", key);
   if (strlen (json_string_value (v)) != json_string_length (v))
     return gr_make_error (err, EINVAL, "`%s` contains a NUL byte", key);
@@ -325,8 +325,7 @@ queue_json (struct MHD_Connection *conn, struct conn_state *cs, unsigned int sta
 }
 
 static enum MHD_Result
-queue_error (struct MHD_Connection *conn, struct conn_state *cs, unsigned int status,
-             const char *msg)
+queue_error (struct MHD_Connection *conn, struct conn_state *cs, unsigned int status, const char *msg)
 {
   json_t *body = json_pack ("{s:s}", "Err", msg ? msg : "unknown error");
   enum MHD_Result r;
@@ -450,7 +449,7 @@ queue_stream (struct MHD_Connection *conn, struct conn_state *cs, struct srv_rep
   pfd.events = POLLIN;
   while (poll (&pfd, 1, -1) < 0 && errno == EINTR)
     ;
-  if (! (pfd.revents & POLLIN))
+  if (!(pfd.revents & POLLIN))
     {
       producer_join (pj);
       if (pj->ret < 0)
@@ -461,8 +460,7 @@ queue_stream (struct MHD_Connection *conn, struct conn_state *cs, struct srv_rep
         }
     }
 
-  resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, 256 * 1024, producer_read, pj,
-                                            producer_free);
+  resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, 256 * 1024, producer_read, pj, producer_free);
   if (resp == NULL)
     {
       producer_free (pj);
@@ -479,8 +477,8 @@ queue_stream (struct MHD_Connection *conn, struct conn_state *cs, struct srv_rep
 
 /* Turn a handler's result into the response.  */
 static enum MHD_Result
-queue_result (struct MHD_Connection *conn, struct conn_state *cs, int ret,
-              struct srv_reply *reply, gr_error_t *err)
+queue_result (struct MHD_Connection *conn, struct conn_state *cs, int ret, struct srv_reply *reply,
+              gr_error_t *err)
 {
   enum MHD_Result r;
   if (ret < 0)
@@ -546,7 +544,7 @@ static void
 job_join (struct handler_job *job)
 {
   job_close_write (job);
-  if (! job->joined)
+  if (!job->joined)
     pthread_join (job->thread, NULL);
   job->joined = true;
 }
@@ -611,7 +609,7 @@ job_feed (struct handler_job *job, const char *data, size_t len)
           return;
         }
       data += w;
-      len -= (size_t) w;
+      len -= (size_t)w;
     }
 }
 
@@ -651,7 +649,7 @@ run_json_route (struct MHD_Connection *conn, struct conn_state *cs)
                                               jerr.text, jerr.line, jerr.column);
           return queue_error (conn, cs, MHD_HTTP_BAD_REQUEST, msg);
         }
-      if (! json_is_object (body))
+      if (!json_is_object (body))
         {
           json_decref (body);
           return queue_error (conn, cs, MHD_HTTP_BAD_REQUEST,
@@ -670,8 +668,7 @@ run_json_route (struct MHD_Connection *conn, struct conn_state *cs)
 
 static enum MHD_Result
 access_handler (void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                const char *version, const char *upload_data, size_t *upload_data_size,
-                void **con_cls)
+                const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
   struct srv *s = cls;
   struct conn_state *cs = *con_cls;
@@ -762,18 +759,17 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls,
         "completed", "with an error", "timed out", "at shutdown", "read error", "client abort",
       };
       srv_log (level, "%s %u: request ended %s after %.1f ms", cs->path, cs->status,
-               (unsigned) toe < sizeof (reasons) / sizeof (reasons[0]) ? reasons[toe] : "abnormally",
+               (unsigned)toe < sizeof (reasons) / sizeof (reasons[0]) ? reasons[toe] : "abnormally",
                elapsed_ms (&cs->start));
     }
   else
     srv_log (SRV_LOG_DEBUG, "%s %u %.1f ms", cs->path, cs->status, elapsed_ms (&cs->start));
-  if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && cs->job && ! cs->job->joined)
+  if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && cs->job && !cs->job->joined)
     {
       job_abort (cs->job);
       job_join (cs->job);
       if (cs->job->ret < 0)
-        srv_log (SRV_LOG_WARN, "%s: after the client went away: %s", cs->path,
-                 gr_error_msg (&cs->job->err));
+        srv_log (SRV_LOG_WARN, "%s: after the client went away: %s", cs->path, gr_error_msg (&cs->job->err));
     }
   conn_state_free (cs);
   *con_cls = NULL;
@@ -813,12 +809,12 @@ remove_stale_socket (const char *path, const struct sockaddr_un *addr, gr_error_
         return 0;
       return gr_make_error (err, errno, "stat `%s`", path);
     }
-  if (! S_ISSOCK (st.st_mode))
+  if (!S_ISSOCK (st.st_mode))
     return gr_make_error (err, EEXIST, "`%s` exists and is not a socket", path);
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return gr_make_error (err, errno, "socket");
-  if (connect (fd, (const struct sockaddr *) addr, sizeof (*addr)) == 0)
+  if (connect (fd, (const struct sockaddr *)addr, sizeof (*addr)) == 0)
     return gr_make_error (err, EADDRINUSE, "`%s` is in use by another running server", path);
   srv_log (SRV_LOG_INFO, "removing stale socket %s", path);
   if (unlink (path) < 0 && errno != ENOENT)
@@ -847,7 +843,7 @@ open_listen_socket (struct srv *s, gr_error_t *err)
     return gr_make_error (err, errno, "socket");
   /* Created 0660 from the start: no window where it is wider.  */
   old_umask = umask (0117);
-  r = bind (fd, (struct sockaddr *) &addr, sizeof (addr));
+  r = bind (fd, (struct sockaddr *)&addr, sizeof (addr));
   umask (old_umask);
   if (r < 0)
     return gr_make_error (err, errno, "bind `%s`", path);
@@ -863,8 +859,8 @@ open_listen_socket (struct srv *s, gr_error_t *err)
 int
 srv_start (struct srv *s, gr_error_t *err)
 {
-  unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD
-                       | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL
+                       | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 
   if (open_listen_socket (s, err) < 0)
     {
@@ -873,12 +869,10 @@ srv_start (struct srv *s, gr_error_t *err)
       s->socket_created = false;
       return -1;
     }
-  s->mhd = MHD_start_daemon (flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER,
-                             mhd_logger, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-                             MHD_OPTION_NOTIFY_COMPLETED, request_completed, s,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 0,
-                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (256 * 1024),
-                             MHD_OPTION_END);
+  s->mhd = MHD_start_daemon (flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
+                             s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
+                             request_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)0,
+                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
   if (s->mhd == NULL)
     {
       close (s->listen_fd);

@@ -89,10 +89,10 @@ enum srv_body_kind
 
 struct srv_request
 {
-  const char *path;   /* "/GraphDriver.Create" */
-  json_t *json;       /* SRV_BODY_JSON: the parsed object (borrowed) */
-  int body_fd;        /* SRV_BODY_STREAM: read end of the body, else -1 */
-  void *route_data;   /* srv_route.data */
+  const char *path; /* "/GraphDriver.Create" */
+  json_t *json;     /* SRV_BODY_JSON: the parsed object (borrowed) */
+  int body_fd;      /* SRV_BODY_STREAM: read end of the body, else -1 */
+  void *route_data; /* srv_route.data */
   struct srv_query *query;
 };
 
@@ -122,8 +122,7 @@ struct srv_reply
 /* A handler: fill REPLY and return 0, or return <0 with ERR set; the
    server answers 500 {"Err": msg} (gr_error_status EINVAL/ENOENT don't
    change that: dockerd treats every non-200 alike).  */
-typedef int (*srv_handler_fn) (struct srv_reply *reply, const struct srv_request *req,
-                               gr_error_t *err);
+typedef int (*srv_handler_fn) (struct srv_reply *reply, const struct srv_request *req, gr_error_t *err);
 
 struct srv_route
 {
@@ -142,8 +141,7 @@ int srv_add_routes (struct srv *srv, const struct srv_route *routes, size_t n, g
 int srv_json_get_string (const char **out, json_t *obj, const char *key, gr_error_t *err);
 /* A layer ID member, validated with gr_id_validate; REQUIRED says if a
    missing/empty key is an error (otherwise *OUT = NULL).  */
-int srv_json_get_id (const char **out, json_t *obj, const char *key, bool required,
-                     gr_error_t *err);
+int srv_json_get_id (const char **out, json_t *obj, const char *key, bool required, gr_error_t *err);
 
 /* ---- providers ---- */
 struct srv_provider
