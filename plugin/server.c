@@ -355,13 +355,17 @@ producer_main (void *arg)
   return NULL;
 }
 
+/* Wait for the producer; LOG says whether a failure is worth a line (not
+   when it becomes the JSON error reply, which is logged anyway).  */
 static void
-producer_join (struct producer_job *pj)
+producer_join (struct producer_job *pj, bool log)
 {
   if (pj->joined)
     return;
   pthread_join (pj->thread, NULL);
   pj->joined = true;
+  if (!log)
+    return;
   if (pj->ret < 0 && gr_error_status (&pj->err) == EPIPE)
     srv_log (SRV_LOG_WARN, "%s: the client stopped reading the reply", pj->path);
   else if (pj->ret < 0)
@@ -375,7 +379,7 @@ producer_free (void *cls)
   if (pj->read_fd >= 0)
     close (pj->read_fd); /* the producer now gets EPIPE if still writing */
   pj->read_fd = -1;
-  producer_join (pj);
+  producer_join (pj, true);
   if (pj->arg_free)
     pj->arg_free (pj->arg);
   gr_error_release (&pj->err);
@@ -399,7 +403,7 @@ producer_read (void *cls, uint64_t pos, char *buf, size_t max)
           srv_log (SRV_LOG_ERROR, "%s: read streamed reply: %s", pj->path, strerror (errno));
           return MHD_CONTENT_READER_END_WITH_ERROR;
         }
-      producer_join (pj);
+      producer_join (pj, true);
       return pj->ret < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
     }
 }
@@ -451,7 +455,7 @@ queue_stream (struct MHD_Connection *conn, struct conn_state *cs, struct srv_rep
     ;
   if (!(pfd.revents & POLLIN))
     {
-      producer_join (pj);
+      producer_join (pj, false);
       if (pj->ret < 0)
         {
           cleanup_free char *msg = xstrdup (gr_error_msg (&pj->err));
