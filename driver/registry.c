@@ -663,13 +663,19 @@ http_request (struct gr_registry *r, const char *path, const struct request *req
 /* ------------------------------------------------------------------ */
 /* auth                                                                */
 
-static int
-buf_sink (void *arg, const void *buf, size_t len, gr_error_t *err)
+struct bounded_buf
 {
-  struct gr_buf *b = arg;
-  if (b->len + len > TOKEN_MAX)
-    return gr_make_error (err, EFBIG, "response larger than %d bytes", TOKEN_MAX);
-  gr_buf_append (b, buf, len);
+  struct gr_buf *b;
+  size_t max;
+};
+
+static int
+bounded_sink (void *arg, const void *buf, size_t len, gr_error_t *err)
+{
+  struct bounded_buf *bb = arg;
+  if (bb->b->len + len > bb->max)
+    return gr_make_error (err, EFBIG, "response larger than %zu bytes", bb->max);
+  gr_buf_append (bb->b, buf, len);
   return 0;
 }
 
@@ -715,8 +721,9 @@ fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
   curl_easy_cleanup (esc);
   url = xasprintf ("%s%s%s", realm, strchr (realm, '?') ? "&" : "?", query.data);
 
+  struct bounded_buf bb = { &body, TOKEN_MAX };
   struct request req = { .method = "GET", .no_auth = true, .auth_header = basic,
-                         .sink = buf_sink, .sink_arg = &body };
+                         .sink = bounded_sink, .sink_arg = &bb };
   bool retryable;
   ret = -1;
   for (int attempt = 0; attempt < MAX_TRIES; attempt++)
@@ -876,6 +883,7 @@ struct hashing_sink
   int64_t delivered; /* bytes passed on */
   int64_t skip;      /* bytes to drop (server ignored Range) */
   int64_t limit;     /* max bytes (-1 none) */
+  bool size_known;   /* LIMIT is the descriptor's size */
   const char *what;
   gr_blob_sink next;
   void *next_arg;
@@ -920,7 +928,8 @@ hashing_sink_cb (void *arg, const void *buf, size_t len, gr_error_t *err)
   if (len == 0)
     return 0;
   if (s->limit >= 0 && s->delivered + (int64_t) len > s->limit)
-    return gr_make_error (err, EFBIG, "%s: larger than the expected %lld bytes", s->what,
+    return gr_make_error (err, EFBIG, "%s: larger than %s%lld bytes", s->what,
+                          s->size_known ? "its descriptor's " : "the limit of ",
                           (long long) s->limit);
   gr_sha256_update (s->h, p, len);
   s->delivered += (int64_t) len;
@@ -935,7 +944,8 @@ fetch_verified (struct gr_registry *r, const char *path, const char *accept, con
                 struct response *resp, gr_error_t *err)
 {
   struct hashing_sink hs = { .h = gr_sha256_new (), .limit = size >= 0 ? size : max,
-                             .what = what, .next = sink, .next_arg = arg };
+                             .size_known = size >= 0, .what = what, .next = sink,
+                             .next_arg = arg };
   int stalled = 0;
   int ret = -1;
 
@@ -989,6 +999,10 @@ fetch_verified (struct gr_registry *r, const char *path, const char *accept, con
   if (ret < 0)
     {
       gr_sha256_free (hs.h);
+      if (size >= 0 && hs.delivered < size)
+        return gr_error_wrap (err, "%s: incomplete, gave up after %d tries without progress (got "
+                                   "%lld of %lld bytes)",
+                              what, MAX_TRIES, (long long) hs.delivered, (long long) size);
       return -1;
     }
   char hex[GR_SHA256_HEX_LEN + 1];
@@ -1038,8 +1052,9 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
         {
           /* No digest header: GET by tag and take the bytes' digest.  */
           struct gr_buf b = { 0 };
+          struct bounded_buf bb = { &b, GR_MANIFEST_MAX };
           struct hashing_sink hs = { .h = gr_sha256_new (), .limit = GR_MANIFEST_MAX,
-                                     .what = what, .next = buf_sink, .next_arg = &b };
+                                     .what = what, .next = bounded_sink, .next_arg = &bb };
           struct request greq = { .method = "GET", .accept = manifest_accept,
                                   .sink = hashing_sink_cb, .sink_arg = &hs };
           ret = http_request (r, path, &greq, &resp, what, err);
@@ -1064,8 +1079,9 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
   cleanup_free char *path = xasprintf ("/v2/%s/manifests/%s", r->path, dgst);
   cleanup_free char *what = xasprintf ("manifest %s@%s", r->path, dgst);
   struct gr_buf b = { 0 };
-  ret = fetch_verified (r, path, manifest_accept, dgst, -1, GR_MANIFEST_MAX, what, buf_sink, &b,
-                        &resp, err);
+  struct bounded_buf bb = { &b, GR_MANIFEST_MAX };
+  ret = fetch_verified (r, path, manifest_accept, dgst, -1, GR_MANIFEST_MAX, what, bounded_sink,
+                        &bb, &resp, err);
   if (ret < 0)
     {
       gr_buf_free (&b);
@@ -1077,22 +1093,6 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
   *digest = gr_steal (dgst);
   gr_buf_free (body);
   *body = b;
-  return 0;
-}
-
-struct bounded_buf
-{
-  struct gr_buf *b;
-  size_t max;
-};
-
-static int
-bounded_sink (void *arg, const void *buf, size_t len, gr_error_t *err)
-{
-  struct bounded_buf *bb = arg;
-  if (bb->b->len + len > bb->max)
-    return gr_make_error (err, EFBIG, "blob larger than %zu bytes", bb->max);
-  gr_buf_append (bb->b, buf, len);
   return 0;
 }
 
