@@ -118,11 +118,14 @@ gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *
   for (size_t i = 0; i < sizeof (image_dirs) / sizeof (image_dirs[0]); i++)
     if (gr_mkdir_p_at (r->image_fd, image_dirs[i], i >= 2 && i <= 3 ? 0755 : 0700, err) < 0)
       goto fail;
-  /* A second open file description of the image dir: flock()s on it
-     serialise read-modify-write sections across processes.  */
-  r->lock_fd = gr_open_dir_at (r->root_fd, image_rel, err);
+  /* flock() conflicts per inode: the exclusive sections lock the data
+     root dir, the lifetime (shared) lock is on the image dir.  */
+  r->lock_fd = open (r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (r->lock_fd < 0)
-    goto fail;
+    {
+      gr_make_error (err, errno, "open graph root `%s`", r->root);
+      goto fail;
+    }
   if (gr_driver_open (&r->driver, backend, home, NULL, err) < 0)
     goto fail;
 

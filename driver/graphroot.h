@@ -19,7 +19,7 @@ struct gr_graphroot
   int root_fd;          /* O_DIRECTORY fd of root */
   int image_fd;         /* O_DIRECTORY fd of <root>/image/<driver_name>; holds a
                            shared flock() while open */
-  int lock_fd;          /* another fd of the same dir, for exclusive flock()s */
+  int lock_fd;          /* another fd of the data root dir, for exclusive flock()s */
   struct gr_driver *driver; /* the backend, home <root>/<driver_name> */
   /* Serialises read-modify-write of shared files (repositories.json,
      v2metadata) and layer registration inside this process; across
