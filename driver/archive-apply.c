@@ -26,6 +26,13 @@
 
 #define READ_BUF_SIZE (128 * 1024)
 
+/* aufs pseudo-links: old aufs layer tars carry `.wh..wh.plnk/<ino>.<n>`
+   files that other entries hardlink to.  Like moby, the files are kept
+   aside (in a `.wh..wh.` name, which no tar entry can reach) for the
+   hardlinks, then dropped.  */
+#define AUFS_PLNK_DIR GR_WH_META_PREFIX "plnk"
+#define PLNK_STASH GR_WH_META_PREFIX "graphroot-plnk"
+
 /* A set of relative paths (the entries this tar created), for opaque
    whiteouts in the delete format.  Open addressing, FNV-1a.  */
 struct strset
@@ -544,9 +551,19 @@ create_hardlink (struct apply *ap, struct archive_entry *e, int parentfd, const 
     return -1;
   if (*target == '\0')
     return gr_make_error (err, EPERM, "hardlink to the layer root refused");
-  if (strncmp (target, GR_WH_META_PREFIX, strlen (GR_WH_META_PREFIX)) == 0)
-    return gr_make_error (err, ENOTSUP, "hardlink into aufs metadata `%s` is not supported", target);
-  cleanup_close int tfd = open_in_root_quiet (ap->root, target, O_PATH | O_NOFOLLOW);
+  cleanup_close int tfd = -1;
+  if (strncmp (target, AUFS_PLNK_DIR "/", strlen (AUFS_PLNK_DIR) + 1) == 0)
+    {
+      /* A pseudo-link kept aside earlier in this tar.  */
+      cleanup_free char *stashed = xasprintf (PLNK_STASH "/%s", strrchr (target, '/') + 1);
+      tfd = openat (ap->root, stashed, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      if (tfd < 0)
+        return gr_make_error (err, errno, "invalid aufs hardlink");
+    }
+  else if (strncmp (target, GR_WH_META_PREFIX, strlen (GR_WH_META_PREFIX)) == 0)
+    return gr_make_error (err, EPERM, "hardlink into aufs metadata refused");
+  else
+    tfd = open_in_root_quiet (ap->root, target, O_PATH | O_NOFOLLOW);
   if (tfd < 0)
     {
       cleanup_free char *t = printable (target);
@@ -772,6 +789,17 @@ apply_entry (struct apply *ap, struct archive_entry *e, gr_error_t *err)
     }
 
   /* aufs internals (.wh..wh.plnk/..., .wh..wh.aufs) are not layer content.  */
+  if (strncmp (rel, AUFS_PLNK_DIR "/", strlen (AUFS_PLNK_DIR) + 1) == 0
+      && archive_entry_filetype (e) == AE_IFREG && archive_entry_hardlink (e) == NULL)
+    {
+      if (mkdirat (ap->root, PLNK_STASH, 0700) < 0 && errno != EEXIST)
+        return gr_make_error (err, errno, "mkdir " PLNK_STASH);
+      cleanup_close int sfd = openat (ap->root, PLNK_STASH, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sfd < 0)
+        return gr_make_error (err, errno, "open " PLNK_STASH);
+      const char *b = strrchr (rel, '/') + 1;
+      return create_entry (ap, e, sfd, b, PLNK_STASH, rel, err);
+    }
   if (is_aufs_meta_path (rel))
     return 0;
 
@@ -892,6 +920,17 @@ gr_archive_apply (int layer_dirfd, int tar_fd, const struct gr_apply_opts *opts,
             ret = gr_make_error (err, st, "layer tar entry `%s`: %s", p, m);
         }
     }
+  /* Before the root's times are set.  */
+  {
+    gr_error_t e2 = NULL;
+    if (gr_rm_rf_at (root, PLNK_STASH, &e2) < 0 && ret == 0)
+      {
+        ret = -1;
+        if (err)
+          *err = gr_steal (e2);
+      }
+    gr_error_release (&e2);
+  }
   if (ret == 0)
     ret = finish_dirs (&ap, err);
   archive_read_free (a);

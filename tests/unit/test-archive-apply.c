@@ -727,6 +727,52 @@ test_recreated_after_whiteout (void)
   CU_ASSERT_STRING_EQUAL (f3, "new f");
 }
 
+/* Old aufs tars: hardlinks to `.wh..wh.plnk/` pseudo-links.  */
+static void
+test_aufs_plnk (void)
+{
+  struct archive *a = tar_begin ("plnk.tar");
+  add_dir (a, ".wh..wh.plnk", 0700);
+  add_file (a, ".wh..wh.plnk/262.1234", 0640, "shared");
+  add_dir (a, "usr", 0755);
+  add_hardlink (a, "usr/a", ".wh..wh.plnk/262.1234", 0640);
+  add_hardlink (a, "usr/b", "./.wh..wh.plnk/262.1234", 0640);
+  tar_end (a);
+  const enum gr_whiteout_format fs[] = { GR_WHITEOUT_AUFS, GR_WHITEOUT_OVERLAY, GR_WHITEOUT_DELETE };
+  for (int i = 0; i < 3; i++)
+    {
+      cleanup_free char *cn = xasprintf ("plnk-%d", i);
+      cleanup_close int l = new_case (cn);
+      ASSERT_OK (apply_file (l, "plnk.tar", fs[i], err_));
+      cleanup_free char *ua = read_at (l, "usr/a");
+      CU_ASSERT_STRING_EQUAL (ua, "shared");
+      struct stat sa, sb;
+      CU_ASSERT_EQUAL (fstatat (l, "usr/a", &sa, 0), 0);
+      CU_ASSERT_EQUAL (fstatat (l, "usr/b", &sb, 0), 0);
+      CU_ASSERT_EQUAL (sa.st_ino, sb.st_ino);
+      CU_ASSERT_EQUAL (sa.st_nlink, 2);
+      CU_ASSERT_EQUAL (sa.st_mode, S_IFREG | 0640);
+      /* nothing of the aufs metadata, nor of the stash, stays */
+      cleanup_close int fd = dup (l);
+      cleanup_dir DIR *d = fdopendir (gr_steal_fd (fd));
+      for (struct dirent *de; (de = readdir (d));)
+        CU_ASSERT (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0
+                   || strcmp (de->d_name, "usr") == 0);
+      assert_outside_intact (cn);
+    }
+  a = tar_begin ("plnk-missing.tar");
+  add_hardlink (a, "x", ".wh..wh.plnk/999.1", 0644);
+  add_hardlink (a, "y", ".wh..wh.aufs", 0644);
+  tar_end (a);
+  cleanup_close int l = new_case ("plnk-missing");
+  assert_refused (l, "plnk-missing.tar", GR_WHITEOUT_OVERLAY, "aufs hardlink");
+  a = tar_begin ("plnk-meta.tar");
+  add_hardlink (a, "y", ".wh..wh.aufs", 0644);
+  tar_end (a);
+  cleanup_close int l2 = new_case ("plnk-meta");
+  assert_refused (l2, "plnk-meta.tar", GR_WHITEOUT_OVERLAY, "aufs metadata");
+}
+
 static void
 test_replace (void)
 {
@@ -1187,6 +1233,7 @@ main (void)
   CU_add_test (s, "whiteouts: overlay", test_whiteouts_overlay);
   CU_add_test (s, "whiteouts: delete", test_whiteouts_delete);
   CU_add_test (s, "recreated after whiteout", test_recreated_after_whiteout);
+  CU_add_test (s, "aufs pseudo-links", test_aufs_plnk);
   CU_add_test (s, "later entries replace earlier ones", test_replace);
   CU_add_test (s, "absolute symlinks resolve in the layer", test_absolute_symlink_in_root);
   CU_add_test (s, "hostile tars refused", test_hostile);
