@@ -21,6 +21,11 @@ misbehaves according to MODE:
   bad-diffids    the config's last diff_id is wrong (manifest and config
                  digests are consistent)
   no-range       like truncate-once, but Range is ignored (200, full body)
+  bearer         registry calls need "Authorization: Bearer <token>"; tokens
+                 come from GET /token?service=fake&scope=repository:x:pull
+                 with Basic u:p (answered as {"token"})
+  bearer-anon    the same, tokens given anonymously (as {"access_token"})
+  slow           layer blobs trickle (64 KiB every 50 ms), for kill tests
 
 Every request is logged to LOG (default stderr) as "METHOD PATH STATUS".
 """
@@ -120,6 +125,23 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
                                  {"WWW-Authenticate": 'Basic realm="fake"'})
         p = self.path.split("?")[0]
+        if MODE in ("bearer", "bearer-anon"):
+            if p == "/token":
+                q = dict(x.split("=", 1) for x in self.path.split("?", 1)[1].split("&"))
+                LOGF.write("TOKEN %s %s\n" % (self.path, auth))
+                if q.get("service") != "fake" or "scope" not in q:
+                    return self.send(400, b"bad token request")
+                if q.get("scope") != "repository%3Ax%3Apull" and q.get("scope") != "repository:x:pull":
+                    return self.send(400, b"bad scope")
+                if MODE == "bearer-anon":
+                    return self.send(200, json.dumps({"access_token": "tok-u"}).encode())
+                if auth == AUTH:
+                    return self.send(200, json.dumps({"token": "tok-u", "expires_in": 60}).encode())
+                return self.send(401, b'{"details":"incorrect username or password"}')
+            if auth != "Bearer tok-u":
+                return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}',
+                                 {"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:%d/token",'
+                                  'service="fake",scope="repository:x:pull"' % PORT})
         if p == "/v2/":
             return self.send(200, b"{}", {"Content-Type": "application/json"})
         if MODE == "flaky" and (p.startswith("/v2/x/blobs/") or p.startswith("/v2/x/manifests/")):
@@ -141,6 +163,20 @@ class H(http.server.BaseHTTPRequestHandler):
             if MODE == "redirect-host" and is_layer and not host.startswith("localhost"):
                 return self.send(307, b"", {"Location": "http://localhost:%d/v2/x/blobs/%s"
                                             % (PORT, d)})
+            if MODE == "slow" and is_layer and self.command == "GET":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.log(200, " slow")
+                import time
+                for i in range(0, len(body), 65536):
+                    try:
+                        self.wfile.write(body[i:i + 65536])
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(0.05)
+                return
             if MODE == "wrong-digest" and d == LAYER_DESCS[0]["digest"]:
                 body = gzip.compress(b"\0" * 10240, mtime=0)
                 return self.send(200, body, {"Content-Type": "application/octet-stream"})
