@@ -121,6 +121,39 @@ managed_init ()
   trap managed_cleanup EXIT
 }
 
+# ---- lib.sh's per-daemon helpers, for daemons on the managed plugin
+eval "lib_$(declare -f driver_home)"
+driver_home ()
+{
+  if [ -n "${MANAGED_ID[$1]:-}" ]; then
+    managed_driver_home "$1"
+  else
+    lib_driver_home "$1"
+  fi
+}
+if declare -F layer_mounts > /dev/null; then
+  # The propagated mount is dockerd's own rshared bind mount, not a layer.
+  eval "lib_$(declare -f layer_mounts)"
+  layer_mounts ()
+  {
+    if [ -n "${MANAGED_ID[$1]:-}" ]; then
+      lib_layer_mounts "$1" | grep -v -x -F -e "$(managed_propagated "$1")"
+    else
+      lib_layer_mounts "$1"
+    fi
+  }
+else
+  eval "lib_$(declare -f assert_no_mounts)"
+  assert_no_mounts ()
+  {
+    if [ -n "${MANAGED_ID[$1]:-}" ]; then
+      managed_assert_no_mounts "$1"
+    else
+      lib_assert_no_mounts "$1"
+    fi
+  }
+fi
+
 # ---- GR_E2E_SUBJECT=managed: the legacy-socket tests on the managed plugin
 if [ "${GR_E2E_SUBJECT:-}" = managed ]; then
   GR_PLUGIN_NAME=$MANAGED_NAME
@@ -131,37 +164,6 @@ if [ "${GR_E2E_SUBJECT:-}" = managed ]; then
     dockerd_stop "$name"
     dockerd_start "$name" plugin
   }
-  eval "lib_$(declare -f driver_home)"
-  driver_home ()
-  {
-    if [ -n "${MANAGED_ID[$1]:-}" ]; then
-      managed_driver_home "$1"
-    else
-      lib_driver_home "$1"
-    fi
-  }
-  if declare -F layer_mounts > /dev/null; then
-    # The propagated mount is dockerd's own rshared bind mount, not a layer.
-    eval "lib_$(declare -f layer_mounts)"
-    layer_mounts ()
-    {
-      if [ -n "${MANAGED_ID[$1]:-}" ]; then
-        lib_layer_mounts "$1" | grep -v -x -F -e "$(managed_propagated "$1")"
-      else
-        lib_layer_mounts "$1"
-      fi
-    }
-  else
-    eval "lib_$(declare -f assert_no_mounts)"
-    assert_no_mounts ()
-    {
-      if [ -n "${MANAGED_ID[$1]:-}" ]; then
-        managed_assert_no_mounts "$1"
-      else
-        lib_assert_no_mounts "$1"
-      fi
-    }
-  fi
   # lib.sh's e2e_init installs e2e_cleanup; managed_cleanup must run first.
   e2e_init () { managed_init "$@"; }
 fi
