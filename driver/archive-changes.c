@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 
 struct changes_ctx
 {
@@ -108,14 +107,6 @@ add_change (struct changes_ctx *c, const char *path, size_t len, enum gr_change_
   json_array_append_new (c->list, o);
 }
 
-/* Until whiteout.c has it.  */
-static bool
-dir_is_opaque (int fd)
-{
-  char v[2];
-  return fgetxattr (fd, GR_OVL_OPAQUE_XATTR, v, sizeof (v)) == 1 && v[0] == 'y';
-}
-
 static bool
 same_fs_time (const struct timespec *a, const struct timespec *b)
 {
@@ -147,6 +138,17 @@ lower_lookup (struct changes_ctx *c, const char *rel, struct stat *st, bool *fou
       return 0;
     }
   return 0;
+}
+
+/* `.wh..wh.*`: the opaque marker or an aufs internal.  */
+static bool
+is_meta (const char *name)
+{
+  cleanup_error gr_error_t e = NULL;
+  enum gr_whiteout_kind kind;
+  if (gr_whiteout_classify_name (name, &kind, NULL, &e) < 0)
+    return false;
+  return kind == GR_WH_INTERNAL || kind == GR_WH_OPAQUE_DIR;
 }
 
 static int walk_dir (struct changes_ctx *c, int dirfd, bool dir_listed, gr_error_t *err);
@@ -181,18 +183,29 @@ visit (struct changes_ctx *c, int dirfd, const char *name, size_t parent_len, bo
   cleanup_free char *deleted = NULL;
   bool skip = false;
 
-  if (c->fmt == GR_WHITEOUT_AUFS && strncmp (name, GR_WH_PREFIX, strlen (GR_WH_PREFIX)) == 0)
+  enum gr_whiteout_kind wh = GR_WH_NONE;
+  if (c->fmt == GR_WHITEOUT_AUFS)
     {
-      const char *target = name + strlen (GR_WH_PREFIX);
-      if (*target == '\0' || strcmp (target, ".") == 0 || strcmp (target, "..") == 0)
-        return 0;
-      deleted = xasprintf ("%.*s/%s", (int)parent_len, c->path.data, target);
-      kind = GR_CHANGE_DELETE;
+      cleanup_error gr_error_t e = NULL;
+      const char *target;
+      if (gr_whiteout_classify_name (name, &wh, &target, &e) < 0)
+        return 0; /* `.wh.`, `.wh..`, `.wh...` name nothing we can list */
+      /* moby cuts the prefix off any `.wh.` name: a nested opaque marker
+         `.wh..wh..opq` is listed as a Delete of `.wh..opq`.  */
+      if (wh != GR_WH_NONE)
+        {
+          deleted = xasprintf ("%.*s/%s", (int)parent_len, c->path.data,
+                               wh == GR_WH_FILE ? target : name + strlen (GR_WH_PREFIX));
+          kind = GR_CHANGE_DELETE;
+        }
     }
   else if (c->fmt == GR_WHITEOUT_OVERLAY
-           && ((S_ISCHR (st.st_mode) && st.st_rdev == 0) || (is_dir && dir_is_opaque (fd))))
-    kind = GR_CHANGE_DELETE;
-  else
+           && (gr_whiteout_is_overlay_file (&st) || (is_dir && gr_whiteout_is_overlay_opaque (fd, ""))))
+    {
+      wh = GR_WH_FILE;
+      kind = GR_CHANGE_DELETE;
+    }
+  if (wh == GR_WH_NONE)
     {
       struct stat lst;
       bool found;
@@ -241,8 +254,7 @@ walk_dir (struct changes_ctx *c, int dirfd, bool dir_listed, gr_error_t *err)
     {
       /* aufs internals: moby skips `/.wh..wh.*` (the opaque marker of the
          root too); we also skip what is below them.  */
-      if (top && c->fmt == GR_WHITEOUT_AUFS
-          && strncmp (names[i], GR_WH_META_PREFIX, strlen (GR_WH_META_PREFIX)) == 0)
+      if (top && c->fmt == GR_WHITEOUT_AUFS && is_meta (names[i]))
         continue;
       gr_buf_puts (&c->path, "/");
       gr_buf_puts (&c->path, names[i]);

@@ -297,7 +297,7 @@ write_content (struct diff_ctx *c, int fd, int64_t size, gr_error_t *err)
 static bool
 is_overlay_whiteout (struct diff_ctx *c, const struct stat *st)
 {
-  return c->fmt == GR_WHITEOUT_OVERLAY && S_ISCHR (st->st_mode) && st->st_rdev == 0;
+  return c->fmt == GR_WHITEOUT_OVERLAY && gr_whiteout_is_overlay_file (st);
 }
 
 /* The aufs driver excludes `.wh..wh.*` at the layer root but `.wh..wh..opq`
@@ -305,16 +305,11 @@ is_overlay_whiteout (struct diff_ctx *c, const struct stat *st)
 static bool
 is_aufs_internal (struct diff_ctx *c, const char *name)
 {
-  return c->fmt == GR_WHITEOUT_AUFS && strncmp (name, GR_WH_META_PREFIX, strlen (GR_WH_META_PREFIX)) == 0
-         && strcmp (name, GR_WH_OPAQUE) != 0;
-}
-
-static bool
-is_overlay_opaque (int dirfd)
-{
-  char v[2];
-  ssize_t n = fgetxattr (dirfd, GR_OVL_OPAQUE_XATTR, v, sizeof (v));
-  return n == 1 && v[0] == 'y';
+  cleanup_error gr_error_t e = NULL;
+  enum gr_whiteout_kind kind;
+  if (c->fmt != GR_WHITEOUT_AUFS || gr_whiteout_classify_name (name, &kind, NULL, &e) < 0)
+    return false; /* a malformed `.wh.` name is an ordinary entry here */
+  return kind == GR_WH_INTERNAL;
 }
 
 /* Fill E from ST for the entry c->rel (which already has its '/' for a
@@ -358,7 +353,7 @@ add_dir (struct diff_ctx *c, int dirfd, const char *name, gr_error_t *err)
   if (write_header (c, e, err) < 0)
     return -1;
 
-  if (c->fmt == GR_WHITEOUT_OVERLAY && is_overlay_opaque (fd))
+  if (c->fmt == GR_WHITEOUT_OVERLAY && gr_whiteout_is_overlay_opaque (fd, ""))
     {
       size_t mark = c->rel.len;
       gr_buf_puts (&c->rel, GR_WH_OPAQUE);
