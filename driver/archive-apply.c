@@ -434,9 +434,13 @@ apply_meta (struct apply *ap, struct archive_entry *e, int parentfd, const char 
   la_int64_t uid = archive_entry_uid (e), gid = archive_entry_gid (e);
   if (uid < 0 || uid >= (la_int64_t) UINT32_MAX || gid < 0 || gid >= (la_int64_t) UINT32_MAX)
     return gr_make_error (err, EINVAL, "invalid owner %lld:%lld", (long long) uid, (long long) gid);
-  if ((fd >= 0 ? fchown (fd, (uid_t) uid, (gid_t) gid)
-               : fchownat (parentfd, base, (uid_t) uid, (gid_t) gid, AT_SYMLINK_NOFOLLOW))
-      < 0)
+  /* Only when it changes anything: chown drops security.capability, which
+     a hardlink entry without xattrs (GNU tar) must not take from its
+     target.  */
+  if ((st.st_uid != (uid_t) uid || st.st_gid != (gid_t) gid)
+      && (fd >= 0 ? fchown (fd, (uid_t) uid, (gid_t) gid)
+                  : fchownat (parentfd, base, (uid_t) uid, (gid_t) gid, AT_SYMLINK_NOFOLLOW))
+             < 0)
     return gr_make_error (err, errno, "chown %lld:%lld", (long long) uid, (long long) gid);
 
   /* After chown, which drops security.capability.  */
@@ -470,7 +474,13 @@ apply_meta (struct apply *ap, struct archive_entry *e, int parentfd, const char 
   if (! is_link)
     {
       mode_t mode = archive_entry_perm (e) & 07777;
-      if ((fd >= 0 ? fchmod (fd, mode) : fchmodat (parentfd, base, mode, AT_SYMLINK_NOFOLLOW)) < 0)
+      int r = fd >= 0 ? fchmod (fd, mode) : fchmodat (parentfd, base, mode, AT_SYMLINK_NOFOLLOW);
+      /* glibc emulates AT_SYMLINK_NOFOLLOW through /proc: without /proc,
+         a checked non-symlink is changed directly (nobody else writes the
+         layer).  */
+      if (r < 0 && fd < 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
+        r = fchmodat (parentfd, base, mode, 0);
+      if (r < 0)
         return gr_make_error (err, errno, "chmod %04o", (unsigned) mode);
     }
 

@@ -365,6 +365,8 @@ test_types (void)
   archive_entry_xattr_add_entry (e, "user.note", "hi", 2);
   archive_entry_xattr_add_entry (e, "trusted.overlay.metacopy", "", 0);
   put (a, e, "ping");
+  /* a hardlink entry without xattrs (as GNU tar writes it) keeps them */
+  add_hardlink (a, "ping-link", "ping", 04755);
   e = ent ("forged/", AE_IFDIR, 0755);
   archive_entry_xattr_add_entry (e, "trusted.overlay.opaque", "y", 1);
   archive_entry_xattr_add_entry (e, "trusted.overlay.redirect", "/x", 2);
@@ -466,6 +468,11 @@ test_types (void)
   CU_ASSERT_EQUAL (fgetxattr (ping, "trusted.overlay.metacopy", v, sizeof (v)), -1);
   CU_ASSERT_EQUAL (fstat (ping, &st), 0);
   CU_ASSERT_EQUAL (st.st_mode, S_IFREG | 04755); /* setuid kept next to the capability */
+  cleanup_close int ping_link = openat (l, "ping-link", O_RDONLY);
+  CU_ASSERT_EQUAL (fgetxattr (ping_link, "security.capability", v, sizeof (v)), (ssize_t) sizeof (cap));
+  CU_ASSERT_EQUAL (fstat (ping_link, &st), 0);
+  CU_ASSERT_EQUAL (st.st_mode, S_IFREG | 04755);
+  CU_ASSERT_EQUAL (st.st_nlink, 2);
   CU_ASSERT (! gr_whiteout_is_overlay_opaque (l, "forged"));
   cleanup_close int forged = openat (l, "forged", O_RDONLY | O_DIRECTORY);
   CU_ASSERT_EQUAL (fgetxattr (forged, "trusted.overlay.redirect", v, sizeof (v)), -1);
