@@ -241,6 +241,27 @@ test_changes_overlay (void)
   close (up);
 }
 
+/* Where moby's os.Stat fails with ENOTDIR or ELOOP (and so `docker diff`
+   fails), the path counts as absent in that lower.  */
+static void
+test_changes_lower_not_dir (void)
+{
+  int base = new_dir (), up = new_dir ();
+  put (base, "x", "a file below");
+  CU_ASSERT_FATAL (symlinkat ("loop", base, "loop") == 0);
+  mkdir_mode (up, "x", 0755);
+  put (up, "x/child", "c");
+  put (up, "loop", "no longer a loop");
+
+  int lowers[] = { base };
+  check (up, lowers, 1, GR_WHITEOUT_AUFS,
+         "A /loop\n"
+         "C /x\n"
+         "A /x/child\n");
+  close (base);
+  close (up);
+}
+
 static void
 test_changes_empty (void)
 {
@@ -264,6 +285,7 @@ main (void)
   CU_pSuite s = CU_add_suite ("archive-changes", setup, teardown);
   CU_add_test (s, "aufs: add, modify, delete, unchanged dirs, opaque, internals", test_changes_aufs);
   CU_add_test (s, "overlay: char 0/0, opaque xattr", test_changes_overlay);
+  CU_add_test (s, "lower path under a file or a symlink loop", test_changes_lower_not_dir);
   CU_add_test (s, "empty layer", test_changes_empty);
   return unit_run ();
 }

@@ -19,6 +19,7 @@
 static char *sandbox;
 static int sandbox_fd = -1;
 static int layer_no;
+static char *last_tar; /* the bytes of the last diff_and_read */
 
 static int
 setup (void)
@@ -32,6 +33,8 @@ static int
 teardown (void)
 {
   close (sandbox_fd);
+  free (last_tar);
+  last_tar = NULL;
   unit_rm_rf (sandbox);
   free (sandbox);
   return 0;
@@ -224,6 +227,9 @@ diff_and_read (int layer, enum gr_whiteout_format f)
   CU_ASSERT_FATAL (out >= 0);
   ASSERT_OK (gr_archive_diff (out, layer, f, err_));
   off_t size = lseek (out, 0, SEEK_CUR);
+  free (last_tar);
+  last_tar = xmalloc ((size_t)size + 1);
+  CU_ASSERT_FATAL (pread (out, last_tar, (size_t)size, 0) == size);
   CU_ASSERT_FATAL (lseek (out, 0, SEEK_SET) == 0);
   read_tar (out);
   close (out);
@@ -296,7 +302,12 @@ test_diff_aufs (void)
   put_file (l, "zlocked/in", "inside", 0600, 0, 0);
   CU_ASSERT_FATAL (fchmodat (l, "zlocked", 0, 0) == 0);
 
-  diff_and_read (l, GR_WHITEOUT_AUFS);
+  /* the same layer gives the same bytes (its digest is the DiffID) */
+  off_t size1 = diff_and_read (l, GR_WHITEOUT_AUFS);
+  char *first = gr_steal (last_tar);
+  off_t size2 = diff_and_read (l, GR_WHITEOUT_AUFS);
+  CU_ASSERT (size1 == size2 && memcmp (first, last_tar, (size_t)size1) == 0);
+  free (first);
   const char *const want[] = {
     ".wh..wh..opq", ".wh.gone", "a/",     "a/file",       "a/hard",   "a/sub/",     "a/sub/.wh..wh..opq",
     "a/sub/.wh.y",  "a/sub/x",  "b-link", "bad\xff\xfe",  "big",      "blk",        "cap2",
