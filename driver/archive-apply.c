@@ -885,6 +885,12 @@ gr_archive_apply (int layer_dirfd, int tar_fd, const struct gr_apply_opts *opts,
   if (cloc == (locale_t) 0)
     return gr_make_error (err, errno, "newlocale C");
   saved_locale = uselocale (cloc);
+  if (saved_locale == (locale_t) 0)
+    {
+      int saved = errno;
+      freelocale (cloc);
+      return gr_make_error (err, saved, "uselocale C");
+    }
 
   struct apply ap = { .root = -1, .wf = opts ? opts->whiteouts : GR_WHITEOUT_OVERLAY, .cache_fd = -1 };
   cleanup_close int root = openat (layer_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -911,7 +917,11 @@ gr_archive_apply (int layer_dirfd, int tar_fd, const struct gr_apply_opts *opts,
       int r = archive_read_next_header (a, &e);
       if (r == ARCHIVE_EOF)
         break;
-      /* ARCHIVE_WARN: e.g. a name not convertible to the C locale, kept raw.  */
+      /* ARCHIVE_WARN: e.g. a name not convertible to the C locale, kept
+         raw; but a chain of extension headers cut short is damage.  */
+      if (r == ARCHIVE_WARN && archive_error_string (a)
+          && strstr (archive_error_string (a), "Too many special headers"))
+        r = ARCHIVE_FATAL;
       if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
         {
           ret = gr_make_error (err, archive_errno (a) > 0 ? archive_errno (a) : EINVAL, "layer tar: %s",

@@ -579,6 +579,75 @@ test_schily_xattr (void)
   CU_ASSERT (! gr_whiteout_is_overlay_opaque (l, "d"));
 }
 
+/* GNU extensions as Go and GNU tar write them: base-256 ids, ././@LongLink
+   names (raw bytes).  Oversized and endless extension headers are refused.  */
+static void
+test_gnu_and_limits (void)
+{
+  struct raw r = { { 0 } };
+  /* base-256 uid 3000000 */
+  raw_header (&r, "big-uid", '0', 0, NULL);
+  char *h = r.b.data + r.b.len - 512;
+  memset (h + 108, 0, 8);
+  h[108] = (char) 0x80;
+  h[113] = (char) ((3000000 >> 16) & 0xff);
+  h[114] = (char) ((3000000 >> 8) & 0xff);
+  h[115] = (char) (3000000 & 0xff);
+  memset (h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (int i = 0; i < 512; i++)
+    sum += (unsigned char) h[i];
+  snprintf (h + 148, 8, "%06o", sum);
+  /* a 300-byte GNU long name with a non-UTF-8 byte */
+  char longname[301];
+  memset (longname, 'L', 300);
+  longname[150] = '/';
+  longname[299] = (char) 0xe9;
+  longname[300] = '\0';
+  raw_header (&r, "././@LongLink", 'L', 301, NULL);
+  raw_data (&r, longname, 301);
+  raw_header (&r, "truncated-name", '0', 2, NULL);
+  raw_data (&r, "LL", 2);
+  raw_end (&r, "gnu.tar");
+  cleanup_close int l = new_case ("gnu");
+  ASSERT_OK (apply_file (l, "gnu.tar", GR_WHITEOUT_OVERLAY, err_));
+  struct stat st;
+  CU_ASSERT_EQUAL (fstatat (l, "big-uid", &st, 0), 0);
+  CU_ASSERT_EQUAL (st.st_uid, 3000000);
+  cleanup_free char *ll = read_at (l, longname);
+  CU_ASSERT_STRING_EQUAL (ll, "LL");
+  CU_ASSERT (! exists_at (l, "truncated-name"));
+
+  /* a 2 MiB PAX header */
+  struct raw r2 = { { 0 } };
+  struct gr_buf p = { 0 };
+  char *junk = xmalloc (2 << 20);
+  memset (junk, 'j', 2 << 20);
+  pax_record (&p, "comment", junk, 2 << 20);
+  free (junk);
+  raw_pax (&r2, &p);
+  gr_buf_free (&p);
+  raw_header (&r2, "f", '0', 0, NULL);
+  raw_end (&r2, "bigpax.tar");
+  cleanup_close int l2 = new_case ("bigpax");
+  assert_refused (l2, "bigpax.tar", GR_WHITEOUT_OVERLAY, "too large");
+  assert_outside_intact ("bigpax");
+
+  /* an endless chain of extension headers */
+  struct raw r3 = { { 0 } };
+  for (int i = 0; i < 40; i++)
+    {
+      p = (struct gr_buf){ 0 };
+      pax_record (&p, "comment", "x", 1);
+      raw_pax (&r3, &p);
+      gr_buf_free (&p);
+    }
+  raw_header (&r3, "f", '0', 0, NULL);
+  raw_end (&r3, "chain.tar");
+  cleanup_close int l3 = new_case ("chain");
+  assert_refused (l3, "chain.tar", GR_WHITEOUT_OVERLAY, "layer tar");
+}
+
 /* The same whiteout tar in the three formats.  */
 static void
 make_whiteout_tar (void)
@@ -1236,6 +1305,7 @@ main (void)
   CU_add_test (s, "entry types and attributes", test_types);
   CU_add_test (s, "raw and non-UTF-8 names", test_raw_names);
   CU_add_test (s, "SCHILY xattrs", test_schily_xattr);
+  CU_add_test (s, "GNU extensions and header limits", test_gnu_and_limits);
   CU_add_test (s, "whiteouts: aufs", test_whiteouts_aufs);
   CU_add_test (s, "whiteouts: overlay", test_whiteouts_overlay);
   CU_add_test (s, "whiteouts: delete", test_whiteouts_delete);
