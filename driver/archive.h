@@ -16,8 +16,14 @@ struct gr_apply_opts
 /* Read an uncompressed tar stream from TAR_FD (to EOF; bytes after the end
    blocks are drained) and write it into the layer directory LAYER_DIRFD.
    Paths resolve as if LAYER_DIRFD were "/" (absolute symlinks stay inside);
-   every breakout is refused.  On failure the directory may hold a partial
-   result: callers empty it.  */
+   every breakout is refused (names with `..` or a leading `/`, symlinks
+   whose target leaves the layer lexically, whiteouts through symlinks,
+   hardlinks to directories or outside).  Whiteouts: aufs keeps the `.wh.`
+   entries as they are, overlay converts them, delete applies them (opaque:
+   removes what this tar did not create).  `.wh..wh.*` aufs internals are
+   skipped.  Non-ASCII names keep their raw bytes whatever the locale.
+   Runs as root.  On failure the directory may hold a partial result:
+   callers empty it; the stream is then not drained.  */
 int gr_archive_apply (int layer_dirfd, int tar_fd, const struct gr_apply_opts *opts,
                       gr_error_t *err);
 

@@ -43,9 +43,14 @@ bool gr_whiteout_is_overlay_file (const struct stat *st);
 /* Is directory DIRFD/NAME (NAME may be "" for DIRFD itself) overlay-opaque?  */
 bool gr_whiteout_is_overlay_opaque (int dirfd, const char *name);
 
-/* Create, in directory DIRFD, a whiteout for NAME in format F.  */
+/* Create, in directory DIRFD, a whiteout for NAME (a basename) in format
+   F: aufs, an empty 0444 file `.wh.NAME`; overlay, a char device 0/0 NAME
+   (EEXIST if NAME exists and is not one already); delete, rm -rf NAME
+   without following symlinks.  The caller removes NAME first if needed.  */
 int gr_whiteout_create (int dirfd, const char *name, enum gr_whiteout_format f, gr_error_t *err);
-/* Mark directory DIRFD (as a whole) opaque in format F.  */
+/* Mark directory DIRFD (as a whole) opaque in format F: aufs, a
+   `.wh..wh..opq` file; overlay, the xattr (DIRFD may be O_PATH); delete,
+   empty the directory.  */
 int gr_whiteout_make_opaque (int dirfd, enum gr_whiteout_format f, gr_error_t *err);
 
 #endif
