@@ -527,7 +527,8 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
     }
 
   /* The config, verified, and its diff_ids against the layers.  */
-  if (gr_registry_get_blob (&config, reg, m->config.digest, GR_CONFIG_MAX, err) < 0)
+  if (gr_registry_get_blob (&config, reg, m->config.digest, m->config.size, GR_CONFIG_MAX,
+                            err) < 0)
     goto out;
   if (gr_image_config_parse (&cfg, config.data, config.len, err) < 0)
     {

@@ -999,11 +999,13 @@ fetch_verified (struct gr_registry *r, const char *path, const char *accept, con
   if (ret < 0)
     {
       gr_sha256_free (hs.h);
-      if (size >= 0 && hs.delivered < size)
+      if (size >= 0)
         return gr_error_wrap (err, "%s: incomplete, gave up after %d tries without progress (got "
                                    "%lld of %lld bytes)",
                               what, MAX_TRIES, (long long) hs.delivered, (long long) size);
-      return -1;
+      return gr_error_wrap (err, "%s: incomplete, gave up after %d tries without progress (got "
+                                 "%lld bytes)",
+                            what, MAX_TRIES, (long long) hs.delivered);
     }
   char hex[GR_SHA256_HEX_LEN + 1];
   gr_sha256_final (hs.h, hex);
@@ -1097,15 +1099,18 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
 }
 
 int
-gr_registry_get_blob (struct gr_buf *body, struct gr_registry *r, const char *digest, size_t max,
-                      gr_error_t *err)
+gr_registry_get_blob (struct gr_buf *body, struct gr_registry *r, const char *digest, int64_t size,
+                      size_t max, gr_error_t *err)
 {
   cleanup_free char *path = xasprintf ("/v2/%s/blobs/%s", r->path, digest);
   cleanup_free char *what = xasprintf ("blob %s", digest);
   struct response resp = { 0 };
   struct bounded_buf bb = { body, max };
   gr_buf_reset (body);
-  int ret = fetch_verified (r, path, NULL, digest, -1, (int64_t) max, what, bounded_sink, &bb,
+  if (size > (int64_t) max)
+    return gr_make_error (err, EFBIG, "%s: %lld bytes, more than the limit of %zu", what,
+                          (long long) size, max);
+  int ret = fetch_verified (r, path, NULL, digest, size, (int64_t) max, what, bounded_sink, &bb,
                             &resp, err);
   response_clear (&resp);
   return ret;

@@ -183,9 +183,10 @@ const char *gr_registry_base_url (struct gr_registry *r);
 int gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
                               struct gr_registry *r, const char *tag_or_digest, gr_error_t *err);
 
-/* Fetch a small blob (the config) into memory, verified, at most MAX bytes.  */
+/* Fetch a small blob (the config) of SIZE bytes (-1 if unknown) into
+   memory, verified, at most MAX bytes.  */
 int gr_registry_get_blob (struct gr_buf *body, struct gr_registry *r, const char *digest,
-                          size_t max, gr_error_t *err);
+                          int64_t size, size_t max, gr_error_t *err);
 
 /* Receives the blob's bytes in order, each exactly once (also across
    retries).  Returns <0 (filling ERR) to stop the download: no retry.  */

@@ -9,11 +9,19 @@ IMGMIGRATE=${IMGMIGRATE:-$GR_BUILDDIR/migrate/imgmigrate}
 FAKE_PID=""
 FAKE_ADDR=""
 
+pull_exit ()
+{
+  local rc=$?
+  fake_stop
+  (exit $rc)
+  e2e_cleanup
+}
+
 pull_init ()
 {
   e2e_init "$1"
   [ -x "$IMGMIGRATE" ] || die "no imgmigrate at $IMGMIGRATE (set GR_BUILDDIR or IMGMIGRATE)"
-  trap 'fake_stop; e2e_cleanup' EXIT
+  trap pull_exit EXIT
 }
 
 # make_image KIND: a `docker save` tarball of a mktar.py image (cached in the work dir).
