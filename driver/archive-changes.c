@@ -151,16 +151,18 @@ is_meta (const char *name)
   return kind == GR_WH_INTERNAL || kind == GR_WH_OPAQUE_DIR;
 }
 
-static int walk_dir (struct changes_ctx *c, int dirfd, bool dir_listed, gr_error_t *err);
+static int walk_dir (struct changes_ctx *c, int *dirfd, const struct stat *dir_st, bool dir_listed,
+                     unsigned depth, gr_error_t *err);
 
-/* One entry NAME of directory DIRFD, whose path is c->path; *DIR_LISTED
-   says whether that directory is in moby's changedDirs.  */
+/* One entry NAME of directory *DIRFD (whose stat is DIR_ST, at DEPTH),
+   whose path is c->path; *DIR_LISTED says whether that directory is in
+   moby's changedDirs.  */
 static int
-visit (struct changes_ctx *c, int dirfd, const char *name, size_t parent_len, bool *dir_listed,
-       gr_error_t *err)
+visit (struct changes_ctx *c, int *dirfd, const struct stat *dir_st, const char *name, size_t parent_len,
+       bool *dir_listed, unsigned depth, gr_error_t *err)
 {
   struct stat st;
-  if (fstatat (dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+  if (fstatat (*dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
     {
       if (errno == ENOENT)
         return 0;
@@ -170,7 +172,7 @@ visit (struct changes_ctx *c, int dirfd, const char *name, size_t parent_len, bo
   cleanup_close int fd = -1;
   if (is_dir)
     {
-      fd = openat (dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      fd = openat (*dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0)
         {
           if (errno == ENOENT)
@@ -233,13 +235,21 @@ visit (struct changes_ctx *c, int dirfd, const char *name, size_t parent_len, bo
         add_change (c, c->path.data, c->path.len, kind);
     }
 
-  if (is_dir)
-    return walk_dir (c, fd, !skip, err);
+  if (!is_dir)
+    return 0;
+  if (fstat (fd, &st) < 0)
+    return gr_make_error (err, errno, "changes: stat `%s`", c->path.data);
+  gr_archive_walk_leave (dirfd, depth);
+  if (walk_dir (c, &fd, &st, !skip, depth + 1, err) < 0)
+    return -1;
+  if (gr_archive_walk_back (dirfd, fd, dir_st, err) < 0)
+    return gr_error_wrap (err, "changes: `%s`", c->path.data);
   return 0;
 }
 
 static int
-walk_dir (struct changes_ctx *c, int dirfd, bool dir_listed, gr_error_t *err)
+walk_dir (struct changes_ctx *c, int *dirfd, const struct stat *dir_st, bool dir_listed, unsigned depth,
+          gr_error_t *err)
 {
   char **names = NULL;
   size_t n = 0;
@@ -247,7 +257,7 @@ walk_dir (struct changes_ctx *c, int dirfd, bool dir_listed, gr_error_t *err)
   bool top = mark == 0;
   int ret = 0;
 
-  if (gr_archive_read_names (&names, &n, dirfd, err) < 0)
+  if (gr_archive_read_names (&names, &n, *dirfd, err) < 0)
     return gr_error_wrap (err, "changes: `%s`", top ? "/" : c->path.data);
 
   for (size_t i = 0; i < n && ret == 0; i++)
@@ -258,7 +268,7 @@ walk_dir (struct changes_ctx *c, int dirfd, bool dir_listed, gr_error_t *err)
         continue;
       gr_buf_puts (&c->path, "/");
       gr_buf_puts (&c->path, names[i]);
-      ret = visit (c, dirfd, names[i], mark, &dir_listed, err);
+      ret = visit (c, dirfd, dir_st, names[i], mark, &dir_listed, depth, err);
       c->path.len = mark;
       c->path.data[mark] = '\0';
     }
@@ -273,7 +283,13 @@ gr_archive_changes (json_t **out, int layer_dirfd, const int *lower_fds, size_t 
   struct changes_ctx c = { .lowers = lower_fds, .n_lowers = n_lowers, .fmt = f };
   c.list = json_array ();
   gr_buf_puts (&c.path, "");
-  int ret = walk_dir (&c, layer_dirfd, true, err);
+  int rootfd = layer_dirfd; /* depth 0: never closed */
+  struct stat root_st;
+  int ret;
+  if (fstat (rootfd, &root_st) < 0)
+    ret = gr_make_error (err, errno, "changes: stat layer directory");
+  else
+    ret = walk_dir (&c, &rootfd, &root_st, true, 0, err);
   gr_buf_free (&c.path);
   if (ret < 0)
     {

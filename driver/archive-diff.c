@@ -101,6 +101,34 @@ gr_archive_read_names (char ***names, size_t *n, int dirfd, gr_error_t *err)
   return 0;
 }
 
+void
+gr_archive_walk_leave (int *parentfd, unsigned depth)
+{
+  if (depth >= GR_WALK_FD_DEPTH && *parentfd >= 0)
+    {
+      close (*parentfd);
+      *parentfd = -1;
+    }
+}
+
+int
+gr_archive_walk_back (int *parentfd, int childfd, const struct stat *parent_st, gr_error_t *err)
+{
+  if (*parentfd >= 0)
+    return 0;
+  int fd = openat (childfd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return gr_make_error (err, errno, "reopen parent directory");
+  struct stat st;
+  if (fstat (fd, &st) < 0 || st.st_dev != parent_st->st_dev || st.st_ino != parent_st->st_ino)
+    {
+      close (fd);
+      return gr_make_error (err, ESTALE, "a directory moved during the walk");
+    }
+  *parentfd = fd;
+  return 0;
+}
+
 /* Inodes with more than one link already written, keyed by (dev, ino).  */
 struct link_ent
 {
@@ -330,12 +358,16 @@ fill_entry (struct diff_ctx *c, struct archive_entry *e, const struct stat *st)
     }
 }
 
-static int walk_dir (struct diff_ctx *c, int dirfd, gr_error_t *err);
+static int walk_dir (struct diff_ctx *c, int *dirfd, const struct stat *dir_st, unsigned depth,
+                     gr_error_t *err);
 
+/* The directory NAME of *DIRFD (at DEPTH, whose stat is DIR_ST) and what
+   is below it.  */
 static int
-add_dir (struct diff_ctx *c, int dirfd, const char *name, gr_error_t *err)
+add_dir (struct diff_ctx *c, int *dirfd, const struct stat *dir_st, const char *name, unsigned depth,
+         gr_error_t *err)
 {
-  cleanup_close int fd = openat (dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  cleanup_close int fd = openat (*dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     {
       if (errno == ENOENT)
@@ -370,7 +402,11 @@ add_dir (struct diff_ctx *c, int dirfd, const char *name, gr_error_t *err)
       c->rel.data[mark] = '\0';
     }
 
-  return walk_dir (c, fd, err);
+  gr_archive_walk_leave (dirfd, depth);
+  int ret = walk_dir (c, &fd, &st, depth + 1, err);
+  if (ret == 0 && gr_archive_walk_back (dirfd, fd, dir_st, err) < 0)
+    return gr_error_wrap (err, "layer tar: `%s`", c->rel.data);
+  return ret;
 }
 
 static int
@@ -455,14 +491,14 @@ add_nondir (struct diff_ctx *c, int dirfd, const char *name, struct stat *st, gr
 }
 
 static int
-walk_dir (struct diff_ctx *c, int dirfd, gr_error_t *err)
+walk_dir (struct diff_ctx *c, int *dirfd, const struct stat *dir_st, unsigned depth, gr_error_t *err)
 {
   char **names = NULL;
   size_t n = 0;
   bool top = c->rel.len == 0;
   int ret = 0;
 
-  if (gr_archive_read_names (&names, &n, dirfd, err) < 0)
+  if (gr_archive_read_names (&names, &n, *dirfd, err) < 0)
     return gr_error_wrap (err, "layer tar: `%s`", top ? "." : c->rel.data);
 
   size_t mark = c->rel.len;
@@ -473,15 +509,15 @@ walk_dir (struct diff_ctx *c, int dirfd, gr_error_t *err)
         continue;
       gr_buf_puts (&c->rel, name);
       struct stat st;
-      if (fstatat (dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+      if (fstatat (*dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         {
           if (errno != ENOENT)
             ret = gr_make_error (err, errno, "layer tar: stat `%s`", c->rel.data);
         }
       else if (S_ISDIR (st.st_mode))
-        ret = add_dir (c, dirfd, name, err);
+        ret = add_dir (c, dirfd, dir_st, name, depth, err);
       else
-        ret = add_nondir (c, dirfd, name, &st, err);
+        ret = add_nondir (c, *dirfd, name, &st, err);
       c->rel.len = mark;
       c->rel.data[mark] = '\0';
     }
@@ -522,7 +558,12 @@ gr_archive_diff (int out_fd, int layer_dirfd, enum gr_whiteout_format f, gr_erro
     ret = archive_fail (&c, "open writer", err);
   else
     {
-      ret = walk_dir (&c, layer_dirfd, err);
+      int rootfd = layer_dirfd; /* depth 0: never closed */
+      struct stat root_st;
+      if (fstat (rootfd, &root_st) < 0)
+        ret = gr_make_error (err, errno, "layer tar: stat layer directory");
+      else
+        ret = walk_dir (&c, &rootfd, &root_st, 0, err);
       if (ret == 0)
         {
           c.rel.len = 0;

@@ -4,9 +4,21 @@
 
 #include "utils.h"
 
+#include <sys/stat.h>
+
 /* The names in directory DIRFD (without "." and ".."), sorted bytewise as
    Go's filepath.Walk visits them.  Free with gr_archive_free_names.  */
 int gr_archive_read_names (char ***names, size_t *n, int dirfd, gr_error_t *err);
 void gr_archive_free_names (char **names, size_t n);
+
+/* Deep trees without running out of fds: a walker at depth DEPTH (the
+   layer root is 0) about to walk its open subdirectory CHILDFD calls
+   gr_archive_walk_leave (&PARENTFD, DEPTH) first and, when the child is
+   done, gr_archive_walk_back (&PARENTFD, CHILDFD, PARENT_ST).  From depth
+   GR_WALK_FD_DEPTH on, the parent's fd is closed meanwhile and reopened
+   through the child's "..", checked to be the same directory.  */
+#define GR_WALK_FD_DEPTH 64
+void gr_archive_walk_leave (int *parentfd, unsigned depth);
+int gr_archive_walk_back (int *parentfd, int childfd, const struct stat *parent_st, gr_error_t *err);
 
 #endif

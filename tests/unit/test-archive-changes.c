@@ -4,6 +4,7 @@
 #include "fsutil.h"
 #include "unit.h"
 
+#include <sys/resource.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
@@ -263,6 +264,40 @@ test_changes_lower_not_dir (void)
 }
 
 static void
+test_changes_deep (void)
+{
+  int up = new_dir ();
+  const int depth = 1500;
+  int fd = dup (up);
+  for (int i = 0; i < depth; i++)
+    {
+      CU_ASSERT_FATAL (mkdirat (fd, "d", 0755) == 0);
+      int nfd = openat (fd, "d", O_RDONLY | O_DIRECTORY);
+      close (fd);
+      fd = nfd;
+    }
+  close (fd);
+  struct rlimit old, low;
+  CU_ASSERT_FATAL (getrlimit (RLIMIT_NOFILE, &old) == 0);
+  low = old;
+  low.rlim_cur = 256;
+  CU_ASSERT_FATAL (setrlimit (RLIMIT_NOFILE, &low) == 0);
+  json_t *list = NULL;
+  gr_error_t err = NULL;
+  int r = gr_archive_changes (&list, up, NULL, 0, GR_WHITEOUT_AUFS, &err);
+  CU_ASSERT_FATAL (setrlimit (RLIMIT_NOFILE, &old) == 0);
+  if (r < 0)
+    fprintf (stderr, "\n%s\n", gr_error_msg (&err));
+  CU_ASSERT_FATAL (r >= 0);
+  CU_ASSERT_EQUAL (json_array_size (list), (size_t)depth);
+  json_t *last = json_array_get (list, depth - 1);
+  const char *p = json_string_value (json_object_get (last, "Path"));
+  CU_ASSERT (p && strlen (p) == (size_t)depth * 2);
+  json_decref (list);
+  close (up);
+}
+
+static void
 test_changes_empty (void)
 {
   int up = new_dir ();
@@ -286,6 +321,7 @@ main (void)
   CU_add_test (s, "aufs: add, modify, delete, unchanged dirs, opaque, internals", test_changes_aufs);
   CU_add_test (s, "overlay: char 0/0, opaque xattr", test_changes_overlay);
   CU_add_test (s, "lower path under a file or a symlink loop", test_changes_lower_not_dir);
+  CU_add_test (s, "a tree deeper than the fd limit", test_changes_deep);
   CU_add_test (s, "empty layer", test_changes_empty);
   return unit_run ();
 }

@@ -102,7 +102,7 @@ struct tent
   char rawtype; /* the ustar typeflag */
 };
 
-static struct tent ents[128];
+static struct tent ents[2048];
 static size_t nents;
 
 static void
@@ -513,6 +513,56 @@ test_diff_empty (void)
   free_ents ();
 }
 
+/* A chain of DEPTH directories `d` with a file `leaf` at the bottom.  */
+static void
+make_deep (int dirfd, int depth)
+{
+  int fd = dup (dirfd);
+  for (int i = 0; i < depth; i++)
+    {
+      CU_ASSERT_FATAL (mkdirat (fd, "d", 0755) == 0);
+      int nfd = openat (fd, "d", O_RDONLY | O_DIRECTORY);
+      CU_ASSERT_FATAL (nfd >= 0);
+      close (fd);
+      fd = nfd;
+    }
+  put_file (fd, "leaf", "deep", 0644, 0, 0);
+  close (fd);
+}
+
+/* Deeper than the fd limit (moby walks paths up to PATH_MAX).  */
+static void
+test_diff_deep (void)
+{
+  int l = new_layer (NULL);
+  const int depth = 1500;
+  make_deep (l, depth);
+  int out = memfd_create ("tar", MFD_CLOEXEC);
+  struct rlimit old, low;
+  CU_ASSERT_FATAL (getrlimit (RLIMIT_NOFILE, &old) == 0);
+  low = old;
+  low.rlim_cur = 256;
+  CU_ASSERT_FATAL (setrlimit (RLIMIT_NOFILE, &low) == 0);
+  gr_error_t err = NULL;
+  int r = gr_archive_diff (out, l, GR_WHITEOUT_AUFS, &err);
+  CU_ASSERT_FATAL (setrlimit (RLIMIT_NOFILE, &old) == 0);
+  if (r < 0)
+    fprintf (stderr, "\n%s\n", gr_error_msg (&err));
+  CU_ASSERT_FATAL (r >= 0);
+  CU_ASSERT_FATAL (lseek (out, 0, SEEK_SET) == 0);
+  read_tar (out);
+  close (out);
+  CU_ASSERT_EQUAL (nents, (size_t)depth + 1);
+  if (nents == (size_t)depth + 1)
+    {
+      CU_ASSERT_EQUAL (strlen (ents[depth].name), (size_t)depth * 2 + 4);
+      CU_ASSERT (ents[depth].datalen == 4 && memcmp (ents[depth].data, "deep", 4) == 0);
+      CU_ASSERT_EQUAL (strlen (ents[depth - 1].name), (size_t)depth * 2);
+    }
+  close (l);
+  free_ents ();
+}
+
 struct reader
 {
   int fd;
@@ -620,6 +670,7 @@ main (void)
   CU_add_test (s, "aufs layer: every file type, links, xattrs, names, internals", test_diff_aufs);
   CU_add_test (s, "overlay layer: whiteouts and opaque dirs converted", test_diff_overlay);
   CU_add_test (s, "empty layer and end blocks", test_diff_empty);
+  CU_add_test (s, "a tree deeper than the fd limit", test_diff_deep);
   CU_add_test (s, "a GiB file streams through a pipe", test_diff_streams);
   CU_add_test (s, "a closed reader is an EPIPE error", test_diff_broken_pipe);
   return unit_run ();
