@@ -23,7 +23,18 @@
    (the directory's permission bits and owner, mtime 0).  In the aufs
    format `.wh.` files go out as they are and the aufs internals at the
    layer root (`.wh..wh.aufs`, `.wh..wh.orph`, `.wh..wh.plnk` and what is
-   below them) are left out.  */
+   below them) are left out.
+
+   Known differences from moby's bytes (the entries read back the same):
+   the ustar mode field holds only the permission bits (Go adds the file
+   type bits); libarchive starts pax records earlier for big uids/gids
+   (2^18, Go 2^21) and mtimes past 2038, and marks non-UTF-8 names with
+   hdrcharset=BINARY; an overlay whiteout that shares its inode with an
+   earlier one is a plain `.wh.` file (moby leaves the first whiteout's
+   original name in its linkname field).  No uid/gid remapping (moby maps
+   with the daemon's userns-remap maps).  Entries that vanish during the
+   walk are skipped; any other error fails the diff, and then no end
+   blocks are written.  */
 #include "config.h"
 
 #include "archive-internal.h"
