@@ -222,6 +222,13 @@ check "docker push of a test image (from overlay2)" dk ov push -q "$REGISTRY_ADD
 phase "registry up, plugin push, image push"
 
 dockerd_start in vfs || die "cannot start the fresh dockerd"
+# What `docker plugin install` asks the user to grant: CAP_SYS_ADMIN, nothing else.
+privileges ()
+{
+  curl -sf --unix-socket "${DAEMON_SOCK[in]}" "http://d/plugins/privileges?remote=$REF" |
+    python3 -c 'import json, sys; print(" ".join("%s=%s" % (p["Name"], ",".join(p["Value"])) for p in json.load(sys.stdin)))'
+}
+check "install asks for exactly capabilities=CAP_SYS_ADMIN" test "$(privileges)" = "capabilities=CAP_SYS_ADMIN"
 check "docker plugin install --alias $N $REF" \
   dk in plugin install --grant-all-permissions --alias "$N" "$REF" > /dev/null
 managed_set_plugin in "$N" || die "installed plugin not found as $N"
