@@ -771,6 +771,15 @@ apply_whiteout (struct apply *ap, struct archive_entry *e, const char *parent_re
       if (uid >= 0 && uid < (la_int64_t) UINT32_MAX && gid >= 0 && gid < (la_int64_t) UINT32_MAX
           && fchownat (pfd, target, (uid_t) uid, (gid_t) gid, AT_SYMLINK_NOFOLLOW) < 0)
         return gr_make_error (err, errno, "chown whiteout");
+      /* The entry's mtime (moby leaves "now"): a diff of this layer then
+         gives back the same tar.  */
+      if (archive_entry_mtime_is_set (e))
+        {
+          struct timespec ts[2] = { { archive_entry_mtime (e), archive_entry_mtime_nsec (e) },
+                                    { archive_entry_mtime (e), archive_entry_mtime_nsec (e) } };
+          if (utimensat (pfd, target, ts, AT_SYMLINK_NOFOLLOW) < 0)
+            return gr_make_error (err, errno, "set whiteout times");
+        }
       return 0;
     }
 

@@ -1295,6 +1295,118 @@ test_sparse (void)
   CU_ASSERT_EQUAL (buf[0], 'S');
 }
 
+/* Trees A and B hold the same entries (type, mode, owner, size, content,
+   rdev, link target, mtime to the second, nlink, opacity); the roots'
+   own metadata is not compared.  */
+static void
+assert_same_tree (int a, int b, const char *path)
+{
+  int fd = dup (a);
+  cleanup_dir DIR *d = fdopendir (fd);
+  CU_ASSERT_FATAL (d != NULL);
+  int na = 0;
+  for (struct dirent *de; (de = readdir (d));)
+    {
+      if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
+        continue;
+      na++;
+      struct stat sa, sb;
+      CU_ASSERT_EQUAL_FATAL (fstatat (a, de->d_name, &sa, AT_SYMLINK_NOFOLLOW), 0);
+      if (fstatat (b, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        {
+          fprintf (stderr, "\nroundtrip: %s/%s missing\n", path, de->d_name);
+          CU_FAIL ("entry missing after the roundtrip");
+          continue;
+        }
+      bool same = sa.st_mode == sb.st_mode && sa.st_uid == sb.st_uid && sa.st_gid == sb.st_gid
+                  && sa.st_nlink == sb.st_nlink && sa.st_mtim.tv_sec == sb.st_mtim.tv_sec
+                  && (S_ISDIR (sa.st_mode) || sa.st_size == sb.st_size)
+                  && ((! S_ISCHR (sa.st_mode) && ! S_ISBLK (sa.st_mode)) || sa.st_rdev == sb.st_rdev);
+      if (! same)
+        {
+          fprintf (stderr, "\nroundtrip: %s/%s: mode %o/%o uid %u/%u nlink %lu/%lu mtime %ld/%ld\n", path,
+                   de->d_name, sa.st_mode, sb.st_mode, sa.st_uid, sb.st_uid, (unsigned long) sa.st_nlink,
+                   (unsigned long) sb.st_nlink, (long) sa.st_mtim.tv_sec, (long) sb.st_mtim.tv_sec);
+          CU_FAIL ("entry differs after the roundtrip");
+        }
+      cleanup_free char *sub = xasprintf ("%s/%s", path, de->d_name);
+      if (S_ISLNK (sa.st_mode))
+        {
+          char ta[PATH_MAX], tb[PATH_MAX];
+          ssize_t la = readlinkat (a, de->d_name, ta, sizeof (ta));
+          ssize_t lb = readlinkat (b, de->d_name, tb, sizeof (tb));
+          CU_ASSERT (la == lb && la >= 0 && memcmp (ta, tb, (size_t) la) == 0);
+        }
+      else if (S_ISREG (sa.st_mode))
+        {
+          cleanup_free char *ca = read_at (a, de->d_name);
+          cleanup_free char *cb = read_at (b, de->d_name);
+          CU_ASSERT_STRING_EQUAL (ca, cb);
+          char va[64], vb[64];
+          cleanup_close int fa = openat (a, de->d_name, O_RDONLY | O_NOFOLLOW);
+          cleanup_close int fb = openat (b, de->d_name, O_RDONLY | O_NOFOLLOW);
+          ssize_t xa = fgetxattr (fa, "security.capability", va, sizeof (va));
+          ssize_t xb = fgetxattr (fb, "security.capability", vb, sizeof (vb));
+          CU_ASSERT (xa == xb && (xa < 0 || memcmp (va, vb, (size_t) xa) == 0));
+        }
+      else if (S_ISDIR (sa.st_mode) && S_ISDIR (sb.st_mode))
+        {
+          CU_ASSERT_EQUAL (gr_whiteout_is_overlay_opaque (a, de->d_name),
+                           gr_whiteout_is_overlay_opaque (b, de->d_name));
+          cleanup_close int ca = openat (a, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+          cleanup_close int cb = openat (b, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+          assert_same_tree (ca, cb, sub);
+        }
+    }
+  /* and B has nothing more */
+  fd = dup (b);
+  cleanup_dir DIR *db = fdopendir (fd);
+  int nb = 0;
+  for (struct dirent *de; (de = readdir (db));)
+    nb += strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0;
+  if (na != nb)
+    fprintf (stderr, "\nroundtrip: %s: %d entries, then %d\n", path, na, nb);
+  CU_ASSERT_EQUAL (na, nb);
+}
+
+/* apply, gr_archive_diff, apply again: the same layer.  */
+static void
+test_roundtrip_with_diff (void)
+{
+  make_whiteout_tar ();
+  const enum gr_whiteout_format fs[] = { GR_WHITEOUT_OVERLAY, GR_WHITEOUT_AUFS };
+  for (int i = 0; i < 2; i++)
+    {
+      cleanup_free char *c1 = xasprintf ("rt1-%d", i);
+      cleanup_free char *c2 = xasprintf ("rt2-%d", i);
+      cleanup_free char *tarname = xasprintf ("rt-%d.tar", i);
+      cleanup_close int l1 = new_case (c1);
+      ASSERT_OK (apply_file (l1, "types.tar", fs[i], err_));
+      ASSERT_OK (apply_file (l1, "wh.tar", fs[i], err_));
+      ASSERT_OK (apply_file (l1, "recreate.tar", fs[i], err_));
+      {
+        cleanup_close int out = openat (sandbox_fd, tarname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        CU_ASSERT_FATAL (out >= 0);
+        ASSERT_OK (gr_archive_diff (out, l1, fs[i], err_));
+      }
+      cleanup_close int l2 = new_case (c2);
+      ASSERT_OK (apply_file (l2, tarname, fs[i], err_));
+      assert_same_tree (l1, l2, c1);
+      /* and its diff is the same tar, byte for byte */
+      cleanup_free char *tar2 = xasprintf ("rt-%d-again.tar", i);
+      {
+        cleanup_close int out = openat (sandbox_fd, tar2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        CU_ASSERT_FATAL (out >= 0);
+        ASSERT_OK (gr_archive_diff (out, l2, fs[i], err_));
+      }
+      cleanup_free char *t1 = NULL, *t2 = NULL;
+      size_t n1 = 0, n2 = 0;
+      ASSERT_OK (gr_read_file_at (&t1, &n1, sandbox_fd, tarname, 0, err_));
+      ASSERT_OK (gr_read_file_at (&t2, &n2, sandbox_fd, tar2, 0, err_));
+      CU_ASSERT (n1 == n2 && memcmp (t1, t2, n1) == 0);
+    }
+}
+
 int
 main (void)
 {
@@ -1318,5 +1430,6 @@ main (void)
   CU_add_test (s, "truncated and garbage tars", test_truncated_and_garbage);
   CU_add_test (s, "drain to EOF", test_drain);
   CU_add_test (s, "sparse files", test_sparse);
+  CU_add_test (s, "roundtrip with gr_archive_diff", test_roundtrip_with_diff);
   return unit_run ();
 }
