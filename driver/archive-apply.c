@@ -544,9 +544,8 @@ write_data (struct apply *ap, struct archive_entry *e, int fd, gr_error_t *err)
         end = (off_t) (off + (la_int64_t) size);
     }
   /* Trailing holes of sparse files.  */
-  if (archive_entry_size_is_set (e) && archive_entry_size (e) > end)
-    end = (off_t) archive_entry_size (e);
-  if (ftruncate (fd, end) < 0)
+  if (archive_entry_size_is_set (e) && archive_entry_size (e) > end
+      && ftruncate (fd, (off_t) archive_entry_size (e)) < 0)
     return gr_make_error (err, errno, "truncate");
   return 0;
 }
