@@ -193,6 +193,11 @@ test_overlay_opaque (void)
   ASSERT_OK (gr_whiteout_make_opaque (p, GR_WHITEOUT_OVERLAY, err_));
   CU_ASSERT (gr_whiteout_is_overlay_opaque (p, ""));
   CU_ASSERT (gr_whiteout_is_overlay_opaque (d, "plain"));
+  /* only "y" is opaque ("x" marks a dir holding xwhiteouts in overlayfs 6.7+) */
+  ASSERT_OK (gr_mkdir_p_at (d, "xdir", 0755, err_));
+  cleanup_close int x = openat (d, "xdir", O_RDONLY | O_DIRECTORY);
+  CU_ASSERT_EQUAL (fsetxattr (x, "trusted.overlay.opaque", "x", 1, 0), 0);
+  CU_ASSERT (! gr_whiteout_is_overlay_opaque (d, "xdir"));
   /* a symlink to an opaque dir is not opaque itself */
   CU_ASSERT_EQUAL (symlinkat ("o", d, "lnk"), 0);
   CU_ASSERT (! gr_whiteout_is_overlay_opaque (d, "lnk"));
