@@ -13,6 +13,7 @@
 /* Every endpoint family; a new file adds its provider here (see server.h).  */
 static const struct srv_provider *const providers[] = {
   &graphdriver_provider,
+  &distribution_provider,
 };
 #define N_PROVIDERS (sizeof (providers) / sizeof (providers[0]))
 

@@ -1,0 +1,97 @@
+#!/bin/bash
+# Pulls into a root of our plugin (driver aufs-graphdriver: aufs layout):
+# imgmigrate pull and the plugin's own /Distribution.Pull (JSON lines),
+# /Distribution.Images and /Distribution.Inspect; then dockerd with the
+# plugin on that root shows the same IDs and digests as `docker pull` on
+# overlay2, runs the image, `docker save` gives the registry's diffIDs and
+# `docker pull` finds it up to date.
+#
+# The driver directories are named after the plugin; as the test plugin has
+# a per-run name (GR_PLUGIN_NAME), the pulled aufs-graphdriver/ and
+# image/aufs-graphdriver/ are renamed to it before dockerd starts.
+. "$(dirname "$0")/pull-lib.sh"
+
+pull_init pull-plugin
+registry_start || die "registry"
+push special e2e/special:v1 || die "push special"
+push base e2e/base:v1 || die "push base"
+ROOT=$E2E_WORK/pl/data
+mkdir -p "$ROOT"
+
+check "imgmigrate pull into an aufs-graphdriver root" \
+  imgm pull "$REGISTRY_ADDR/e2e/special:v1" --root "$ROOT" --driver aufs-graphdriver
+cat "$E2E_WORK/imgm.out" >&2
+check "aufs layout: 4 layer files in aufs-graphdriver/layers" \
+  test "$(find "$ROOT/aufs-graphdriver/layers" -type f | wc -l)" = 4
+check "aufs layout: every layer has a diff dir" \
+  test "$(find "$ROOT/aufs-graphdriver/diff" -mindepth 1 -maxdepth 1 -type d | wc -l)" = 4
+check "image store under image/aufs-graphdriver" \
+  test -s "$ROOT/image/aufs-graphdriver/repositories.json"
+
+# The plugin's endpoints on the stopped root.
+plugin_start || die "plugin"
+api ()
+{
+  curl -sS --max-time 120 --unix-socket "$PLUGIN_SOCK" -X POST "http://plugin.moby.localhost/$1" -d "$2"
+}
+api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/base:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" \
+  > "$E2E_WORK/pull.jsonl"
+cat "$E2E_WORK/pull.jsonl" >&2
+check "/Distribution.Pull streams JSON lines ending with the image ID and digest" \
+  python3 -c 'import json,sys; l=[json.loads(x) for x in open(sys.argv[1])]; d=l[-1]; assert len(l) > 3 and d["status"]=="done" and d["id"].startswith("sha256:") and d["digest"].startswith("sha256:"), d' "$E2E_WORK/pull.jsonl"
+check "/Distribution.Pull reports per-layer status (base's layer is special's first: reused)" \
+  grep -q '"status":"Already exists","id":"[0-9a-f]\{12\}"' "$E2E_WORK/pull.jsonl"
+api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/none:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" \
+  > "$E2E_WORK/pull-bad.jsonl"
+check "/Distribution.Pull of a missing tag ends with an error line" \
+  python3 -c 'import json,sys; d=[json.loads(x) for x in open(sys.argv[1])][-1]; assert "not found" in d["error"], d' "$E2E_WORK/pull-bad.jsonl"
+api Distribution.Images "{\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" > "$E2E_WORK/images.json"
+cat "$E2E_WORK/images.json" >&2; echo >&2
+check "/Distribution.Images lists both images with tags and digests" \
+  python3 - "$E2E_WORK/images.json" "$REGISTRY_ADDR" <<'EOF'
+import json, sys
+imgs = json.load(open(sys.argv[1]))["Images"]
+addr = sys.argv[2]
+tags = sorted(t for i in imgs for t in i["RepoTags"])
+assert tags == [addr + "/e2e/base:v1", addr + "/e2e/special:v1"], tags
+assert all(len(i["RepoDigests"]) == 1 and i["Size"] > 0 for i in imgs), imgs
+EOF
+api Distribution.Inspect "{\"Image\":\"$REGISTRY_ADDR/e2e/special:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" \
+  > "$E2E_WORK/inspect.json"
+check "/Distribution.Inspect gives 4 layers and the config" \
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["Layers"])==4 and d["Config"]["rootfs"]["diff_ids"]==[l["DiffID"] for l in d["Layers"]], d' "$E2E_WORK/inspect.json"
+api Distribution.Inspect "{\"Image\":\"nope:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" > "$E2E_WORK/inspect-bad.json"
+check "/Distribution.Inspect of an unknown image: {\"Err\"}" grep -q '"Err":"no such image' "$E2E_WORK/inspect-bad.json"
+
+# dockerd with the plugin on that root.
+if [ "$GR_PLUGIN_NAME" != aufs-graphdriver ]; then
+  mv "$ROOT/aufs-graphdriver" "$ROOT/$GR_PLUGIN_NAME"
+  mv "$ROOT/image/aufs-graphdriver" "$ROOT/image/$GR_PLUGIN_NAME"
+fi
+dockerd_start ref overlay2 || die "dockerd ref"
+dk ref pull -q "$REGISTRY_ADDR/e2e/special:v1" > /dev/null || die "docker pull special"
+dk ref pull -q "$REGISTRY_ADDR/e2e/base:v1" > /dev/null || die "docker pull base"
+dockerd_start pl plugin || die "dockerd with the plugin on the pulled root"
+for repo in "$REGISTRY_ADDR/e2e/special" "$REGISTRY_ADDR/e2e/base"; do
+  want=$(images_line ref "$repo")
+  got=$(images_line pl "$repo")
+  log "ref:    $want"
+  log "plugin: $got"
+  check "plugin root: docker images --digests matches docker pull for $repo" test -n "$got" -a "$got" = "$want"
+done
+check "plugin root: docker run works" \
+  test "$(dk pl run --rm --network none "$REGISTRY_ADDR/e2e/special:v1" /bin/busybox echo ok 2>&1)" = ok
+registry_config "$REGISTRY_ADDR" e2e/special v1 \
+  | python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["rootfs"]["diff_ids"]))' \
+  > "$E2E_WORK/want-diffids"
+saved_diff_ids pl "$REGISTRY_ADDR/e2e/special:v1" > "$E2E_WORK/got-diffids"
+check "plugin root: docker save reproduces the registry's diffIDs" cmp "$E2E_WORK/want-diffids" "$E2E_WORK/got-diffids"
+out=$(dk pl pull "$REGISTRY_ADDR/e2e/special:v1" 2>&1)
+check "plugin root: docker pull afterwards: up to date" grep -q "Image is up to date" <<< "$out"
+
+# While its dockerd runs, the plugin refuses to pull into the root.
+api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/base:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" \
+  > "$E2E_WORK/pull-running.jsonl" 2>&1
+check "/Distribution.Pull refuses a root whose dockerd runs" grep -q "is running" "$E2E_WORK/pull-running.jsonl"
+
+e2e_finish
