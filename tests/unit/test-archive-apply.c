@@ -11,6 +11,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <locale.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/sysmacros.h>
@@ -547,6 +548,62 @@ test_raw_names (void)
       return;
     }
   check_raw_names ("names-utf8");
+  setlocale (LC_ALL, "C");
+}
+
+struct par
+{
+  int layer;
+  int fd;
+  int ret;
+};
+
+static void *
+par_apply (void *arg)
+{
+  struct par *p = arg;
+  gr_error_t err = NULL;
+  struct gr_apply_opts opts = { .whiteouts = GR_WHITEOUT_DELETE };
+  p->ret = gr_archive_apply (p->layer, p->fd, &opts, &err);
+  if (p->ret < 0)
+    fprintf (stderr, "\nparallel apply: %s\n", gr_error_msg (&err));
+  gr_error_release (&err);
+  return NULL;
+}
+
+/* Several applies at once (dockerd pulls 3 layers in parallel), in a
+   process whose locale is UTF-8: each keeps its names raw.  */
+static void
+test_parallel (void)
+{
+  check_raw_names ("names-par"); /* writes names-par.tar */
+  if (setlocale (LC_ALL, "C.UTF-8") == NULL)
+    fprintf (stderr, "no C.UTF-8 locale\n");
+  enum { N = 6 };
+  struct par ps[N];
+  pthread_t th[N];
+  for (int i = 0; i < N; i++)
+    {
+      cleanup_free char *cn = xasprintf ("par-%d", i);
+      ps[i].layer = new_case (cn);
+      ps[i].fd = openat (sandbox_fd, "names-par.tar", O_RDONLY | O_CLOEXEC);
+      CU_ASSERT_FATAL (ps[i].layer >= 0 && ps[i].fd >= 0);
+    }
+  for (int i = 0; i < N; i++)
+    CU_ASSERT_FATAL (pthread_create (&th[i], NULL, par_apply, &ps[i]) == 0);
+  for (int i = 0; i < N; i++)
+    {
+      pthread_join (th[i], NULL);
+      CU_ASSERT_EQUAL (ps[i].ret, 0);
+      cleanup_free char *nfd = read_at (ps[i].layer, "cafe\xcc\x81");
+      cleanup_free char *latin = read_at (ps[i].layer, "caf\xe9");
+      CU_ASSERT_STRING_EQUAL (nfd, "b");
+      CU_ASSERT_STRING_EQUAL (latin, "c");
+      close (ps[i].layer);
+      close (ps[i].fd);
+    }
+  /* the process locale is untouched */
+  CU_ASSERT (strcmp (setlocale (LC_CTYPE, NULL), "C.UTF-8") == 0);
   setlocale (LC_ALL, "C");
 }
 
@@ -1417,6 +1474,7 @@ main (void)
   CU_add_test (s, "entry types and attributes", test_types);
   CU_add_test (s, "raw and non-UTF-8 names", test_raw_names);
   CU_add_test (s, "SCHILY xattrs", test_schily_xattr);
+  CU_add_test (s, "parallel applies", test_parallel);
   CU_add_test (s, "GNU extensions and header limits", test_gnu_and_limits);
   CU_add_test (s, "whiteouts: aufs", test_whiteouts_aufs);
   CU_add_test (s, "whiteouts: overlay", test_whiteouts_overlay);
