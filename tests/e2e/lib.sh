@@ -158,7 +158,9 @@ dockerd_start ()
   DAEMON_DIR[$name]=$dir
   DAEMON_DRIVER[$name]=$driver
   log "starting dockerd $name ($driver)"
-  "$DOCKERD" "${args[@]}" "$@" >> "$dir/dockerd.log" 2>&1 &
+  # No pull ever leaves this machine: only the loopback registry is reachable.
+  HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
+    "$DOCKERD" "${args[@]}" "$@" >> "$dir/dockerd.log" 2>&1 &
   DAEMON_PID[$name]=$!
   local i
   for ((i = 0; i < 900; i++)); do
@@ -213,10 +215,14 @@ dockerd_restart ()
 }
 
 # dk NAME ARGS...: the docker client for daemon NAME.
+# `run` and `create` never pull: a missing image is an error, not a download.
 dk ()
 {
   local name=$1
   shift
+  case "${1:-}" in
+    run | create) set -- "$1" --pull never "${@:2}" ;;
+  esac
   "$DOCKER" -H "unix://${DAEMON_SOCK[$name]}" "$@"
 }
 
@@ -243,7 +249,10 @@ plugin_start ()
     rm -f "$PLUGIN_SOCK"
   fi
   log "starting plugin $GR_PLUGIN_NAME"
-  "$PLUGIN_BIN" --socket "$PLUGIN_SOCK" --log-level "${GR_PLUGIN_LOG_LEVEL:-debug}" "$@" \
+  local sockarg=(--socket "$PLUGIN_SOCK")
+  # GR_PLUGIN_DEFAULT_SOCKET=1: rely on the built-in default path
+  [ -n "${GR_PLUGIN_DEFAULT_SOCKET:-}" ] && sockarg=()
+  "$PLUGIN_BIN" "${sockarg[@]}" --log-level "${GR_PLUGIN_LOG_LEVEL:-debug}" "$@" \
     >> "$E2E_WORK/plugin.log" 2>&1 &
   PLUGIN_PID=$!
   local i
@@ -301,12 +310,17 @@ restart_subject ()
   dockerd_start "$name" "$GR_E2E_SUBJECT"
 }
 
-# start_pair: "ov" on overlay2 and "pl" under test, with the test images loaded.
+# start_pair [IMAGE...]: "ov" on overlay2 and "pl" under test, with the test
+# images loaded (all of them unless named).
 start_pair ()
 {
   dockerd_start ov overlay2 || die "cannot start the overlay2 dockerd"
   start_subject pl || die "cannot start the dockerd under test ($GR_E2E_SUBJECT)"
-  ensure_images ov ov pl || die "cannot load the test images"
+  if [ $# -gt 0 ]; then
+    E2E_IMAGES="$*" ensure_images ov ov pl || die "cannot load the test images"
+  else
+    ensure_images ov ov pl || die "cannot load the test images"
+  fi
 }
 
 # ---------------------------------------------------------------- registry
@@ -436,12 +450,10 @@ image_ok () { dk "$1" image inspect "$2" >/dev/null 2>&1; }
 #   debian   debootstrap --variant=minbase bookworm (docker import) + 1 built layer
 E2E_IMAGES="base special deep built debian"
 
-images_dir ()
-{
-  local key
-  key=$(cat "$E2E_DIR/mktar.py" "$E2E_DIR"/images/*/* /bin/busybox | sha256sum | cut -c1-16)
-  echo "$GR_E2E_CACHE/images-$key"
-}
+# The key is computed once, when lib.sh is sourced, so that a recipe edited
+# during a run does not switch the run to another dir half way.
+E2E_IMAGES_DIR=$GR_E2E_CACHE/images-$(cat "$E2E_DIR/mktar.py" "$E2E_DIR"/images/*/* /bin/busybox 2>/dev/null | sha256sum | cut -c1-16)
+images_dir () { echo "$E2E_IMAGES_DIR"; }
 
 # The debootstrap rootfs as a tarball (cached: one download per machine).
 debian_rootfs_tar ()
@@ -472,21 +484,36 @@ debian_rootfs_tar ()
 }
 
 # build_images DAEMON: make any missing image tarball, using DAEMON (overlay2).
+# Runs may share the cache: building is serialised by a lock and every
+# tarball appears by rename.
 build_images ()
 {
-  local d=$1 dir tmp t
+  local d=$1 dir t rc
   dir=$(images_dir)
   mkdir -p "$dir"
+  touch "$dir"
+  (
+    flock -w 1800 9 || { log "cannot lock $GR_E2E_CACHE/.lock"; exit 1; }
+    # tarballs of old recipes, unused for two days
+    find "$GR_E2E_CACHE" -maxdepth 1 -name 'images-*' ! -path "$dir" -mtime +2 -exec rm -rf {} + 2>/dev/null
+    build_images_locked "$d"
+  ) 9> "$GR_E2E_CACHE/.lock"
+}
+
+build_images_locked ()
+{
+  local d=$1 dir t
+  dir=$(images_dir)
   for t in base special deep; do
     [ -s "$dir/$t.tar" ] && continue
     log "making image $t"
-    python3 "$E2E_DIR/mktar.py" image "$dir/$t.tar" "$t" || return 1
+    python3 "$E2E_DIR/mktar.py" image "$dir/$t.tar.tmp$$" "$t" e2e/$t:latest && mv "$dir/$t.tar.tmp$$" "$dir/$t.tar" || return 1
   done
   if [ ! -s "$dir/built.tar" ]; then
     log "building image built on $d"
     dk "$d" load -q -i "$dir/base.tar" >/dev/null || return 1
     dk "$d" build -q --network none -t e2e/built "$E2E_DIR/images/built" >/dev/null || return 1
-    dk "$d" save -o "$dir/built.tar.tmp" e2e/built && mv "$dir/built.tar.tmp" "$dir/built.tar" || return 1
+    dk "$d" save -o "$dir/built.tar.tmp$$" e2e/built && mv "$dir/built.tar.tmp$$" "$dir/built.tar" || return 1
   fi
   if [ ! -s "$dir/debian.tar" ] && [ -z "${GR_E2E_NO_DEBIAN:-}" ]; then
     local rootfs
@@ -494,8 +521,8 @@ build_images ()
     log "building image debian on $d"
     dk "$d" import - e2e/debian-base < "$rootfs" >/dev/null || return 1
     dk "$d" build -q --network none -t e2e/debian "$E2E_DIR/images/debian" >/dev/null || return 1
-    dk "$d" save -o "$dir/debian.tar.tmp" e2e/debian-base e2e/debian \
-      && mv "$dir/debian.tar.tmp" "$dir/debian.tar" || return 1
+    dk "$d" save -o "$dir/debian.tar.tmp$$" e2e/debian-base e2e/debian \
+      && mv "$dir/debian.tar.tmp$$" "$dir/debian.tar" || return 1
   fi
 }
 
@@ -519,6 +546,7 @@ ensure_images ()
 
 # image_tar NAME: the cached tarball of a test image.
 image_tar () { echo "$(images_dir)/$1.tar"; }
+image_ok_tar () { [ -s "$(image_tar "$1")" ] || [ -z "${GR_E2E_NO_DEBIAN:-}" ]; }
 
 # For a test that needs just the result of a check: pass/fail counters.
 E2E_CHECKS=0

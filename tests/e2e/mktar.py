@@ -360,7 +360,7 @@ def hostile(L, case, s):
     elif case == "truncated":
         L.file("a", b"a" * 5000)
         L.file("b", b"b" * 100000)
-        L.close(truncate=512 * 3 + 4000)
+        L.close(truncate=512 + 5120 + 512 + 3000)  # in the middle of b
         return
     else:
         raise SystemExit("unknown case " + case)
