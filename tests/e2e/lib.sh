@@ -570,3 +570,11 @@ e2e_finish ()
   fi
   exit 0
 }
+
+# GR_E2E_SUBJECT=managed (added by helper "managed"): the daemon under test
+# runs on the managed plugin (docker plugin create + enable, dockerd -s), see
+# tests/e2e/managed-lib.sh, which redefines start_subject, restart_subject,
+# driver_home, layer_mounts and e2e_init for it.
+if [ "$GR_E2E_SUBJECT" = managed ]; then
+  . "$E2E_DIR/managed-lib.sh"
+fi
