@@ -45,4 +45,13 @@ enum gr_change_kind
 int gr_archive_changes (json_t **out, int layer_dirfd, const int *lower_fds, size_t n_lowers,
                         enum gr_whiteout_format f, gr_error_t *err);
 
+/* The same list as dockerd's naive diff (archive.ChangesDirs of the
+   mounted layer against its mounted parent), which is what `docker diff`
+   shows on the built-in overlay2 of Docker 20.10, computed from the layer
+   directories without mounting: only real changes (a file copied up
+   unchanged is not one), whiteouts of what is there, the lower entries
+   an opaque directory hides.  Same arguments as gr_archive_changes.  */
+int gr_archive_changes_merged (json_t **out, int layer_dirfd, const int *lower_fds,
+                               size_t n_lowers, enum gr_whiteout_format f, gr_error_t *err);
+
 #endif
