@@ -10,6 +10,7 @@ file with the group's content and a "links" field naming the whole group.
 --export      ignore the mtimes of what dockerd itself writes into every
               container (/.dockerenv, /etc/hosts, ...)
 --mtime       include mtimes (of non-directories)
+--perm-only   modes without the file type bits (moby's tar writer adds them)
 """
 import argparse
 import hashlib
@@ -42,6 +43,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--export", action="store_true")
     ap.add_argument("--mtime", action="store_true")
+    ap.add_argument("--perm-only", action="store_true",
+                    help="modes without the file type bits some writers add")
     ap.add_argument("file", nargs="?")
     a = ap.parse_args()
 
@@ -61,7 +64,7 @@ def main():
         e = {
             "name": name,
             "type": TYPES.get(m.type, "other:%r" % m.type),
-            "mode": "%05o" % m.mode,
+            "mode": "%05o" % (m.mode & 0o7777 if a.perm_only else m.mode),
             "uid": m.uid,
             "gid": m.gid,
         }

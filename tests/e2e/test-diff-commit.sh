@@ -61,20 +61,27 @@ for d in ov pl; do
   dk "$d" commit -c 'CMD ["cat", "/newdir/sub/f"]' ctr e2e/committed >/dev/null || fail "$d: docker commit"
 done
 
+# last_layer DAEMON [tarlist options]: listing of the committed layer tar.
 last_layer ()
 {
   local d=$1 t
+  shift
   t=$(mktemp -d "$E2E_WORK/save.XXXXXX")
   dk "$d" save e2e/committed | tar -C "$t" -xf - || return 1
-  tarlist "$t/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["Layers"][-1])' "$t/manifest.json")"
+  tarlist "$@" "$t/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["Layers"][-1])' "$t/manifest.json")"
   rm -rf "$t"
 }
 commit_layer ()
 {
-  last_layer ov > "$E2E_WORK/ov.layer" && last_layer pl > "$E2E_WORK/pl.layer" || return 1
+  last_layer ov --perm-only > "$E2E_WORK/ov.layer" && last_layer pl --perm-only > "$E2E_WORK/pl.layer" || return 1
   same_file "$E2E_WORK/ov.layer" "$E2E_WORK/pl.layer" "committed layer tars" || return 1
   grep -q '"name": "data/.wh.blob"' "$E2E_WORK/pl.layer" || { log "no whiteout for /data/blob in the committed layer"; return 1; }
   grep -q '"name": "data/opq/.wh..wh..opq"' "$E2E_WORK/pl.layer" || { log "no opaque marker for /data/opq"; return 1; }
+}
+commit_headers ()
+{
+  last_layer ov > "$E2E_WORK/ov.layer.raw" && last_layer pl > "$E2E_WORK/pl.layer.raw" || return 1
+  same_file "$E2E_WORK/ov.layer.raw" "$E2E_WORK/pl.layer.raw" "committed layer tar headers (modes with type bits)"
 }
 commit_export ()
 {
@@ -100,6 +107,7 @@ roundtrip ()
   same_file "$E2E_WORK/ov.rt.list" "$E2E_WORK/pl.c.list" "the subject's committed image loaded into overlay2"
 }
 check "docker commit: the new layer has the same entries as overlay2's" commit_layer
+check "docker commit: tar headers as moby writes them (mode with file type bits)" commit_headers
 check "docker commit: the image has the same files" commit_export
 check "docker commit: the committed image runs" commit_runs
 check "docker commit: overlay2 loads the subject's save of it identically" roundtrip

@@ -42,10 +42,11 @@ check "special: dir recreated after its whiteout" expect $S "reborn" ls /data/to
 check "special: opaque dir" expect $S "c" ls /data/opq
 check "special: opaque dir in the same layer as its content" expect $S "new" ls /data/opq2
 check "special: recreated dir" expect $S "y" ls /data/recreate
-check "special: file became a dir, dir became a file" expect $S "z now a file" sh -c 'ls /data/f2d; cat /data/d2f' 
+check "special: file became a dir, dir became a file" expect $S "z now a file" sh -c 'echo $(ls /data/f2d) $(cat /data/d2f)'
 check "special: hard links share an inode" expect $S "3 yes" \
   sh -c 'echo $(stat -c %h /data/hl-a) $([ $(stat -c %i /data/hl-a) = $(stat -c %i /data/sub/hl-c) ] && echo yes)'
-check "special: link broken by a later layer" expect $S "1 1" sh -c 'echo $(stat -c %h /data/hl-x) $(stat -c %h /data/hl-y)'
+check "special: link broken by a later layer" expect $S "modified, link broken|will be modified|no" \
+  sh -c 'echo "$(cat /data/hl-x)|$(cat /data/hl-y)|$([ $(stat -c %i /data/hl-x) = $(stat -c %i /data/hl-y) ] && echo yes || echo no)"'
 check "special: devices and fifo" expect $S "1:3 4:9 7:7 fifo" \
   sh -c 'echo $(stat -c %t:%T /data/null) $(stat -c %t:%T /data/tty9) $(stat -c %t:%T /data/loop7) $(stat -c %F /data/fifo)'
 check "special: modes" expect $S "0 4755 2755 1777 0 751" \
