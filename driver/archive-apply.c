@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -131,23 +132,37 @@ struct reader
   char *buf;
 };
 
+/* read(2) that waits on a non-blocking FD and retries EINTR.  */
+static ssize_t
+read_wait (int fd, char *buf, size_t len)
+{
+  for (;;)
+    {
+      ssize_t r = read (fd, buf, len);
+      if (r >= 0)
+        return r;
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return -1;
+      struct pollfd p = { .fd = fd, .events = POLLIN };
+      if (poll (&p, 1, -1) < 0 && errno != EINTR)
+        return -1;
+    }
+}
+
 static la_ssize_t
 read_cb (struct archive *a, void *data, const void **out)
 {
   struct reader *rd = data;
-  for (;;)
+  ssize_t r = read_wait (rd->fd, rd->buf, READ_BUF_SIZE);
+  if (r < 0)
     {
-      ssize_t r = read (rd->fd, rd->buf, READ_BUF_SIZE);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r < 0)
-        {
-          archive_set_error (a, errno, "read layer stream: %s", strerror (errno));
-          return -1;
-        }
-      *out = rd->buf;
-      return r;
+      archive_set_error (a, errno, "read layer stream: %s", strerror (errno));
+      return -1;
     }
+  *out = rd->buf;
+  return r;
 }
 
 static int
@@ -155,9 +170,7 @@ drain (int fd, char *buf, gr_error_t *err)
 {
   for (;;)
     {
-      ssize_t r = read (fd, buf, READ_BUF_SIZE);
-      if (r < 0 && errno == EINTR)
-        continue;
+      ssize_t r = read_wait (fd, buf, READ_BUF_SIZE);
       if (r < 0)
         return gr_make_error (err, errno, "read layer stream");
       if (r == 0)
