@@ -59,7 +59,7 @@ gen_link (char out[LINK_LEN + 1], gr_error_t *err)
         continue;
       if (r < 0)
         return gr_make_error (err, errno, "getrandom");
-      got += (size_t) r;
+      got += (size_t)r;
     }
   for (int i = 0; i < LINK_LEN; i++)
     out[i] = alphabet[rnd[i] & 31];
@@ -147,7 +147,7 @@ ovl_create (struct gr_driver *d, const char *id, const char *parent, bool rw, gr
           || gr_write_file_atomic (dir, "lower", lower, strlen (lower), 0666, err) < 0)
         goto fail_link;
     }
-  (void) rw;
+  (void)rw;
   return 0;
 
 fail_link:
@@ -199,14 +199,14 @@ open_diff (struct gr_driver *d, const char *id, gr_error_t *err)
 }
 
 static int
-ovl_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *parent,
-                int tar_fd, gr_error_t *err)
+ovl_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *parent, int tar_fd,
+                gr_error_t *err)
 {
   cleanup_close int diff = open_diff (d, id, err);
   if (diff < 0)
     return gr_error_wrap (err, "overlay2 apply %s", id);
   struct gr_apply_opts opts = { .whiteouts = GR_WHITEOUT_OVERLAY };
-  (void) parent;
+  (void)parent;
   if (gr_archive_apply (diff, tar_fd, &opts, err) < 0)
     return gr_error_wrap (err, "overlay2 apply %s", id);
   /* dockerd records directory.Size of the diff dir.  */
@@ -216,11 +216,10 @@ ovl_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *
 }
 
 static int
-ovl_diff_size (struct gr_driver *d, int64_t *size, const char *id, const char *parent,
-               gr_error_t *err)
+ovl_diff_size (struct gr_driver *d, int64_t *size, const char *id, const char *parent, gr_error_t *err)
 {
   cleanup_close int diff = open_diff (d, id, err);
-  (void) parent;
+  (void)parent;
   if (diff < 0 || gr_dir_size_at (diff, size, err) < 0)
     return gr_error_wrap (err, "overlay2 size %s", id);
   return 0;
@@ -245,8 +244,7 @@ ovl_diff (struct gr_driver *d, int out_fd, const char *id, const char *parent, g
 }
 
 static int
-ovl_changes (struct gr_driver *d, json_t **out, const char *id, const char *parent,
-             gr_error_t *err)
+ovl_changes (struct gr_driver *d, json_t **out, const char *id, const char *parent, gr_error_t *err)
 {
   return gr_make_error (err, ENOTSUP, "overlay2 changes %s: not implemented here", id);
 }
@@ -258,7 +256,7 @@ backing_fs (int fd)
   struct statfs sfs;
   if (fstatfs (fd, &sfs) < 0)
     return "<unknown>";
-  switch ((unsigned long) sfs.f_type)
+  switch ((unsigned long)sfs.f_type)
     {
     case 0xEF53:
       return "extfs";
@@ -282,15 +280,14 @@ backing_fs (int fd)
 static json_t *
 ovl_status (struct gr_driver *d)
 {
-  return json_pack ("[[ss][ss][ss][ss]]", "Backing Filesystem", backing_fs (d->home_fd),
-                    "Supports d_type", "true", "Native Overlay Diff", "true", "userxattr",
-                    "false");
+  return json_pack ("[[ss][ss][ss][ss]]", "Backing Filesystem", backing_fs (d->home_fd), "Supports d_type",
+                    "true", "Native Overlay Diff", "true", "userxattr", "false");
 }
 
 static int
 ovl_metadata (struct gr_driver *d, json_t **out, const char *id, gr_error_t *err)
 {
-  if (! ovl_exists (d, id))
+  if (!ovl_exists (d, id))
     return gr_make_error (err, ENOENT, "overlay2 layer %s does not exist", id);
   json_t *m = json_object ();
   json_object_set_new (m, "WorkDir", json_sprintf ("%s/%s/work", d->home, id));

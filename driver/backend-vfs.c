@@ -50,7 +50,7 @@ struct inode_map
 {
   dev_t dev;
   ino_t ino;
-  int dirfd; /* not owned */
+  int dirfd;  /* not owned */
   char *path; /* relative to the copy root */
 };
 
@@ -75,7 +75,7 @@ copy_xattr (int src_fd, const char *src_name, int dst_fd, const char *dst_name, 
         return 0;
       return gr_make_error (err, errno, "getxattr %s `%s`", key, src_name);
     }
-  if (lsetxattr (dp, key, buf, (size_t) n, 0) < 0)
+  if (lsetxattr (dp, key, buf, (size_t)n, 0) < 0)
     return gr_make_error (err, errno, "setxattr %s `%s`", key, dst_name);
   return 0;
 }
@@ -86,14 +86,13 @@ copy_regular (int src_dir, const char *name, int dst_dir, const struct stat *st,
   cleanup_close int in = openat (src_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (in < 0)
     return gr_make_error (err, errno, "open `%s`", name);
-  cleanup_close int out
-      = openat (dst_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  cleanup_close int out = openat (dst_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (out < 0)
     return gr_make_error (err, errno, "create `%s`", name);
   off_t left = st->st_size;
   while (left > 0)
     {
-      ssize_t n = copy_file_range (in, NULL, out, NULL, (size_t) left, 0);
+      ssize_t n = copy_file_range (in, NULL, out, NULL, (size_t)left, 0);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
@@ -107,7 +106,7 @@ copy_regular (int src_dir, const char *name, int dst_dir, const struct stat *st,
             return gr_make_error (err, errno, "read `%s`", name);
           if (r == 0)
             break;
-          if (gr_write_all (out, buf, (size_t) r, err) < 0)
+          if (gr_write_all (out, buf, (size_t)r, err) < 0)
             return -1;
           left -= r;
           continue;
@@ -130,9 +129,9 @@ copy_meta (int src_dir, int dst_dir, const char *name, const struct stat *st, gr
   if (copy_xattr (src_dir, name, dst_dir, name, "security.capability", err) < 0
       || copy_xattr (src_dir, name, dst_dir, name, "trusted.overlay.opaque", err) < 0)
     return -1;
-  if (! S_ISLNK (st->st_mode) && fchmodat (dst_dir, name, st->st_mode & 07777, 0) < 0)
+  if (!S_ISLNK (st->st_mode) && fchmodat (dst_dir, name, st->st_mode & 07777, 0) < 0)
     return gr_make_error (err, errno, "chmod `%s`", name);
-  if (! S_ISDIR (st->st_mode))
+  if (!S_ISDIR (st->st_mode))
     {
       struct timespec ts[2] = { st->st_atim, st->st_mtim };
       if (utimensat (dst_dir, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
@@ -190,8 +189,7 @@ copy_tree (struct copy_ctx *c, int src, int dst, const char *rel, gr_error_t *er
             if (st.st_nlink > 1)
               {
                 c->links = xrealloc (c->links, (c->n_links + 1) * sizeof (*c->links));
-                c->links[c->n_links++] = (struct inode_map){ st.st_dev, st.st_ino, -1,
-                                                             xstrdup (path) };
+                c->links[c->n_links++] = (struct inode_map){ st.st_dev, st.st_ino, -1, xstrdup (path) };
               }
             break;
           }
@@ -296,7 +294,7 @@ vfs_create (struct gr_driver *d, const char *id, const char *parent, bool rw, gr
         gr_error_release (&e);
       return gr_error_wrap (err, "vfs create %s", id);
     }
-  (void) rw;
+  (void)rw;
   return 0;
 }
 
@@ -324,7 +322,7 @@ vfs_exists (struct gr_driver *d, const char *id)
 static int
 vfs_get (struct gr_driver *d, char **path, const char *id, gr_error_t *err)
 {
-  if (! vfs_exists (d, id))
+  if (!vfs_exists (d, id))
     return gr_make_error (err, ENOENT, "vfs layer %s does not exist", id);
   *path = xasprintf ("%s/dir/%s", d->home, id);
   return 0;
@@ -337,14 +335,14 @@ vfs_put (struct gr_driver *d, const char *id, gr_error_t *err)
 }
 
 static int
-vfs_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *parent,
-                int tar_fd, gr_error_t *err)
+vfs_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *parent, int tar_fd,
+                gr_error_t *err)
 {
   cleanup_close int dfd = open_layer (d, id, err);
   if (dfd < 0)
     return gr_error_wrap (err, "vfs apply %s", id);
   struct gr_apply_opts opts = { .whiteouts = GR_WHITEOUT_DELETE };
-  (void) parent;
+  (void)parent;
   if (gr_archive_apply (dfd, tar_fd, &opts, err) < 0)
     return gr_error_wrap (err, "vfs apply %s", id);
   /* dockerd records the sum of the tar's size fields (the layer store
@@ -356,8 +354,7 @@ vfs_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *
 }
 
 static int
-vfs_diff_size (struct gr_driver *d, int64_t *size, const char *id, const char *parent,
-               gr_error_t *err)
+vfs_diff_size (struct gr_driver *d, int64_t *size, const char *id, const char *parent, gr_error_t *err)
 {
   cleanup_close int dfd = open_layer (d, id, err);
   if (dfd < 0 || gr_dir_size_at (dfd, size, err) < 0)
@@ -372,8 +369,7 @@ vfs_diff (struct gr_driver *d, int out_fd, const char *id, const char *parent, g
 }
 
 static int
-vfs_changes (struct gr_driver *d, json_t **out, const char *id, const char *parent,
-             gr_error_t *err)
+vfs_changes (struct gr_driver *d, json_t **out, const char *id, const char *parent, gr_error_t *err)
 {
   return gr_make_error (err, ENOTSUP, "vfs changes %s: not implemented here", id);
 }

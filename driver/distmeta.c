@@ -12,8 +12,7 @@
 #define MAX_METADATA 50 /* as dockerd's v2MetadataService */
 
 static int
-write_meta (struct gr_graphroot *root, const char *ns, const char *hex, const char *data,
-            gr_error_t *err)
+write_meta (struct gr_graphroot *root, const char *ns, const char *hex, const char *data, gr_error_t *err)
 {
   cleanup_free char *dir = xasprintf ("distribution/%s/sha256", ns);
   cleanup_free char *file = xasprintf ("%s/%s", dir, hex);
@@ -38,7 +37,7 @@ load_v2 (struct gr_graphroot *root, json_t **out, const char *diff_id, gr_error_
       return 0;
     }
   json_t *j = json_loadb (data, len, 0, NULL);
-  if (! json_is_array (j))
+  if (!json_is_array (j))
     {
       /* dockerd treats unreadable metadata as none */
       json_decref (j);
@@ -52,9 +51,9 @@ int
 gr_distmeta_add (struct gr_graphroot *root, const char *blob_digest, const char *diff_id,
                  const char *source_repo, gr_error_t *err)
 {
-  if (! gr_digest_valid (blob_digest) || ! gr_digest_valid (diff_id))
-    return gr_make_error (err, EINVAL, "invalid digest `%s` or diffID `%s`",
-                          blob_digest ? blob_digest : "", diff_id ? diff_id : "");
+  if (!gr_digest_valid (blob_digest) || !gr_digest_valid (diff_id))
+    return gr_make_error (err, EINVAL, "invalid digest `%s` or diffID `%s`", blob_digest ? blob_digest : "",
+                          diff_id ? diff_id : "");
   if (source_repo == NULL || source_repo[0] == '\0')
     return gr_make_error (err, EINVAL, "no source repository");
 
@@ -98,10 +97,9 @@ int
 gr_distmeta_diff_id_by_digest (struct gr_graphroot *root, char **diff_id, const char *blob_digest,
                                gr_error_t *err)
 {
-  if (! gr_digest_valid (blob_digest))
+  if (!gr_digest_valid (blob_digest))
     return gr_make_error (err, EINVAL, "invalid digest `%s`", blob_digest ? blob_digest : "");
-  cleanup_free char *file
-      = xasprintf ("distribution/diffid-by-digest/sha256/%s", blob_digest + 7);
+  cleanup_free char *file = xasprintf ("distribution/diffid-by-digest/sha256/%s", blob_digest + 7);
   cleanup_free char *data = NULL;
   if (gr_read_file_at (&data, NULL, root->image_fd, file, 4096, err) < 0)
     {
@@ -110,17 +108,16 @@ gr_distmeta_diff_id_by_digest (struct gr_graphroot *root, char **diff_id, const 
       gr_error_release (err);
       return 0;
     }
-  if (! gr_digest_valid (data))
+  if (!gr_digest_valid (data))
     return 0;
   *diff_id = gr_steal (data);
   return 1;
 }
 
 int
-gr_distmeta_by_diff_id (struct gr_graphroot *root, json_t **out, const char *diff_id,
-                        gr_error_t *err)
+gr_distmeta_by_diff_id (struct gr_graphroot *root, json_t **out, const char *diff_id, gr_error_t *err)
 {
-  if (! gr_digest_valid (diff_id))
+  if (!gr_digest_valid (diff_id))
     return gr_make_error (err, EINVAL, "invalid diffID `%s`", diff_id ? diff_id : "");
   return load_v2 (root, out, diff_id, err);
 }

@@ -16,10 +16,9 @@
 int gr_distmeta_add (struct gr_graphroot *root, const char *blob_digest, const char *diff_id,
                      const char *source_repo, gr_error_t *err);
 /* diffID of a blob.  Returns 1 and *DIFF_ID if known, 0 if not.  */
-int gr_distmeta_diff_id_by_digest (struct gr_graphroot *root, char **diff_id,
-                                   const char *blob_digest, gr_error_t *err);
+int gr_distmeta_diff_id_by_digest (struct gr_graphroot *root, char **diff_id, const char *blob_digest,
+                                   gr_error_t *err);
 /* The v2metadata array of DIFF_ID (an empty array if none).  */
-int gr_distmeta_by_diff_id (struct gr_graphroot *root, json_t **out, const char *diff_id,
-                            gr_error_t *err);
+int gr_distmeta_by_diff_id (struct gr_graphroot *root, json_t **out, const char *diff_id, gr_error_t *err);
 
 #endif

@@ -57,8 +57,8 @@ clean_leftovers (struct gr_graphroot *root, gr_error_t *err)
         continue;
       cleanup_free char *cache_path = xasprintf ("%s/cache-id", de->d_name);
       cleanup_free char *cache_id = NULL;
-      if (gr_read_file_at (&cache_id, NULL, tmp, cache_path, 256, NULL) == 0
-          && gr_hex64_valid (cache_id) && root->driver->ops->exists (root->driver, cache_id))
+      if (gr_read_file_at (&cache_id, NULL, tmp, cache_path, 256, NULL) == 0 && gr_hex64_valid (cache_id)
+          && root->driver->ops->exists (root->driver, cache_id))
         {
           /* Registered under another chainID?  Then it is not ours to
              remove; a write set is only renamed once registered, so a
@@ -74,13 +74,11 @@ clean_leftovers (struct gr_graphroot *root, gr_error_t *err)
 }
 
 int
-gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
-                   gr_error_t *err)
+gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *driver_name, gr_error_t *err)
 {
   const char *backend = gr_graphroot_backend_for (driver_name);
   if (backend == NULL)
-    return gr_make_error (err, EINVAL,
-                          "unknown storage driver `%s` (overlay2, vfs, aufs, aufs-graphdriver)",
+    return gr_make_error (err, EINVAL, "unknown storage driver `%s` (overlay2, vfs, aufs, aufs-graphdriver)",
                           driver_name ? driver_name : "");
   if (root_dir == NULL || root_dir[0] == '\0')
     return gr_make_error (err, EINVAL, "no graph root given");
@@ -97,9 +95,21 @@ gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *
   pthread_mutex_init (&r->lock, NULL);
   pthread_cond_init (&r->cond, NULL);
 
-  static const char *const image_dirs[] = {
-    "imagedb/content/sha256", "imagedb/metadata/sha256", "layerdb/sha256", "layerdb/tmp",
-    "distribution",
+  /* As dockerd creates them: everything 0700 but layerdb/{sha256,tmp}.  */
+  static const struct
+  {
+    const char *path;
+    mode_t mode;
+  } image_dirs[] = {
+    { "imagedb", 0700 },
+    { "imagedb/content", 0700 },
+    { "imagedb/content/sha256", 0700 },
+    { "imagedb/metadata", 0700 },
+    { "imagedb/metadata/sha256", 0700 },
+    { "layerdb", 0700 },
+    { "layerdb/sha256", 0755 },
+    { "layerdb/tmp", 0755 },
+    { "distribution", 0700 },
   };
   cleanup_free char *image_rel = xasprintf ("image/%s", driver_name);
   cleanup_free char *home = xasprintf ("%s/%s", r->root, driver_name);
@@ -116,8 +126,11 @@ gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *
   if (r->image_fd < 0)
     goto fail;
   for (size_t i = 0; i < sizeof (image_dirs) / sizeof (image_dirs[0]); i++)
-    if (gr_mkdir_p_at (r->image_fd, image_dirs[i], i >= 2 && i <= 3 ? 0755 : 0700, err) < 0)
-      goto fail;
+    if (mkdirat (r->image_fd, image_dirs[i].path, image_dirs[i].mode) < 0 && errno != EEXIST)
+      {
+        gr_make_error (err, errno, "mkdir `%s/%s`", image_rel, image_dirs[i].path);
+        goto fail;
+      }
   /* flock() conflicts per inode: the exclusive sections lock the data
      root dir, the lifetime (shared) lock is on the image dir.  */
   r->lock_fd = open (r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -213,9 +226,9 @@ resolve_for_pid (pid_t pid, const char *path)
   char buf[PATH_MAX];
   cleanup_free char *full = NULL;
   if (path[0] == '/')
-    full = xasprintf ("/proc/%d/root%s", (int) pid, path);
+    full = xasprintf ("/proc/%d/root%s", (int)pid, path);
   else
-    full = xasprintf ("/proc/%d/cwd/%s", (int) pid, path);
+    full = xasprintf ("/proc/%d/cwd/%s", (int)pid, path);
   if (realpath (full, buf) == NULL)
     return xstrdup (path);
   return xstrdup (buf);
@@ -225,7 +238,7 @@ resolve_for_pid (pid_t pid, const char *path)
 static char *
 dockerd_data_root (pid_t pid)
 {
-  cleanup_free char *path = xasprintf ("/proc/%d/cmdline", (int) pid);
+  cleanup_free char *path = xasprintf ("/proc/%d/cmdline", (int)pid);
   cleanup_free char *cmdline = NULL;
   size_t len = 0;
   if (gr_read_file_at (&cmdline, &len, AT_FDCWD, path, 1 << 20, NULL) < 0)
@@ -268,8 +281,7 @@ dockerd_data_root (pid_t pid)
     }
   if (data_root == NULL)
     {
-      cleanup_free char *cfg = resolve_for_pid (pid, config_file ? config_file
-                                                                 : "/etc/docker/daemon.json");
+      cleanup_free char *cfg = resolve_for_pid (pid, config_file ? config_file : "/etc/docker/daemon.json");
       data_root = config_data_root (cfg);
     }
   return resolve_for_pid (pid, data_root ? data_root : "/var/lib/docker");
@@ -290,10 +302,10 @@ gr_graphroot_dockerd_running (pid_t *pid_out, const char *root_dir, gr_error_t *
     return gr_make_error (err, errno, "open /proc");
   for (struct dirent *de; (de = readdir (proc));)
     {
-      if (! isdigit ((unsigned char) de->d_name[0]))
+      if (!isdigit ((unsigned char)de->d_name[0]))
         continue;
-      pid_t pid = (pid_t) atol (de->d_name);
-      cleanup_free char *comm_path = xasprintf ("/proc/%d/comm", (int) pid);
+      pid_t pid = (pid_t)atol (de->d_name);
+      cleanup_free char *comm_path = xasprintf ("/proc/%d/comm", (int)pid);
       cleanup_free char *comm = NULL;
       if (gr_read_file_at (&comm, NULL, AT_FDCWD, comm_path, 4096, NULL) < 0)
         continue;

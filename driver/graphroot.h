@@ -14,18 +14,18 @@ struct gr_layer_writer;
 
 struct gr_graphroot
 {
-  char *root;           /* absolute path of the data root, e.g. /var/lib/docker */
-  char *driver_name;    /* as dockerd names it: overlay2, vfs, aufs, aufs-graphdriver */
-  int root_fd;          /* O_DIRECTORY fd of root */
-  int image_fd;         /* O_DIRECTORY fd of <root>/image/<driver_name>; holds a
-                           shared flock() while open */
-  int lock_fd;          /* another fd of the data root dir, for exclusive flock()s */
+  char *root;               /* absolute path of the data root, e.g. /var/lib/docker */
+  char *driver_name;        /* as dockerd names it: overlay2, vfs, aufs, aufs-graphdriver */
+  int root_fd;              /* O_DIRECTORY fd of root */
+  int image_fd;             /* O_DIRECTORY fd of <root>/image/<driver_name>; holds a
+                               shared flock() while open */
+  int lock_fd;              /* another fd of the data root dir, for exclusive flock()s */
   struct gr_driver *driver; /* the backend, home <root>/<driver_name> */
   /* Serialises read-modify-write of shared files (repositories.json,
      v2metadata) and layer registration inside this process; across
      processes the same sections also take flock() on lock_fd.  */
   pthread_mutex_t lock;
-  pthread_cond_t cond;  /* signalled when a pending layer writer finishes */
+  pthread_cond_t cond;             /* signalled when a pending layer writer finishes */
   struct gr_layer_writer *pending; /* writers not yet committed (list) */
 };
 

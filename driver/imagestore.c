@@ -24,17 +24,15 @@ image_hex (const char *id)
 }
 
 int
-gr_imagestore_top_layer (char out[GR_DIGEST_LEN + 1], const void *config, size_t len,
-                         gr_error_t *err)
+gr_imagestore_top_layer (char out[GR_DIGEST_LEN + 1], const void *config, size_t len, gr_error_t *err)
 {
   json_error_t jerr;
   json_t *j = json_loadb (config, len, 0, &jerr);
   int ret = 0;
   out[0] = '\0';
-  if (j == NULL || ! json_is_object (j))
+  if (j == NULL || !json_is_object (j))
     {
-      ret = gr_make_error (err, EINVAL, "image config is not a JSON object: %s",
-                           j ? "" : jerr.text);
+      ret = gr_make_error (err, EINVAL, "image config is not a JSON object: %s", j ? "" : jerr.text);
       goto out;
     }
   json_t *rootfs = json_object_get (j, "rootfs");
@@ -45,7 +43,7 @@ gr_imagestore_top_layer (char out[GR_DIGEST_LEN + 1], const void *config, size_t
       ret = gr_make_error (err, EINVAL, "image config: rootfs.type is not \"layers\"");
       goto out;
     }
-  if (diff_ids != NULL && ! json_is_array (diff_ids) && ! json_is_null (diff_ids))
+  if (diff_ids != NULL && !json_is_array (diff_ids) && !json_is_null (diff_ids))
     {
       ret = gr_make_error (err, EINVAL, "image config: rootfs.diff_ids is not an array");
       goto out;
@@ -64,9 +62,8 @@ gr_imagestore_top_layer (char out[GR_DIGEST_LEN + 1], const void *config, size_t
   }
   /* As dockerd: no more non-empty history entries than layers.  */
   size_t non_empty = 0;
-  json_array_foreach (json_object_get (j, "history"), i, v)
-  if (! json_is_true (json_object_get (v, "empty_layer")))
-    non_empty++;
+  json_array_foreach (json_object_get (j, "history"), i,
+                      v) if (!json_is_true (json_object_get (v, "empty_layer"))) non_empty++;
   if (non_empty > json_array_size (diff_ids))
     ret = gr_make_error (err, EINVAL, "image config: too many non-empty layers in History section");
 out:
@@ -75,20 +72,20 @@ out:
 }
 
 int
-gr_imagestore_put (struct gr_graphroot *root, char id_out[GR_DIGEST_LEN + 1], const void *config,
-                   size_t len, gr_error_t *err)
+gr_imagestore_put (struct gr_graphroot *root, char id_out[GR_DIGEST_LEN + 1], const void *config, size_t len,
+                   gr_error_t *err)
 {
   char hex[GR_SHA256_HEX_LEN + 1];
   char top[GR_DIGEST_LEN + 1];
   gr_sha256_hex (config, len, hex);
   if (gr_imagestore_top_layer (top, config, len, err) < 0)
     return gr_error_wrap (err, "image sha256:%s", hex);
-  if (top[0] && ! gr_layerstore_has (root, top))
+  if (top[0] && !gr_layerstore_has (root, top))
     return gr_make_error (err, ENOENT, "image sha256:%s: top layer %s is not registered", hex, top);
   cleanup_free char *rel = xasprintf ("imagedb/content/sha256/%s", hex);
   cleanup_free char *meta = xasprintf ("imagedb/metadata/sha256/%s", hex);
   struct stat st;
-  if (fstatat (root->image_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || (size_t) st.st_size != len)
+  if (fstatat (root->image_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || (size_t)st.st_size != len)
     {
       if (gr_write_file_atomic (root->image_fd, rel, config, len, 0600, err) < 0)
         return gr_error_wrap (err, "image sha256:%s", hex);

@@ -18,14 +18,14 @@ int
 gr_layer_chain_id (char out[GR_DIGEST_LEN + 1], const char *parent_chain_id, const char *diff_id,
                    gr_error_t *err)
 {
-  if (! gr_digest_valid (diff_id))
+  if (!gr_digest_valid (diff_id))
     return gr_make_error (err, EINVAL, "invalid diffID `%s`", diff_id ? diff_id : "");
   if (parent_chain_id == NULL || parent_chain_id[0] == '\0')
     {
       memcpy (out, diff_id, GR_DIGEST_LEN + 1);
       return 0;
     }
-  if (! gr_digest_valid (parent_chain_id))
+  if (!gr_digest_valid (parent_chain_id))
     return gr_make_error (err, EINVAL, "invalid chainID `%s`", parent_chain_id);
   cleanup_free char *s = xasprintf ("%s %s", parent_chain_id, diff_id);
   char hex[GR_SHA256_HEX_LEN + 1];
@@ -51,7 +51,7 @@ int
 gr_layerstore_get (struct gr_graphroot *root, struct gr_layer_info *out, const char *chain_id,
                    gr_error_t *err)
 {
-  if (! gr_digest_valid (chain_id))
+  if (!gr_digest_valid (chain_id))
     return gr_make_error (err, EINVAL, "invalid chainID `%s`", chain_id ? chain_id : "");
   cleanup_free char *rel = xasprintf ("layerdb/sha256/%s", chain_id + 7);
   cleanup_close int dfd = openat (root->image_fd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -63,11 +63,11 @@ gr_layerstore_get (struct gr_graphroot *root, struct gr_layer_info *out, const c
   if (read_small (out->diff_id, sizeof (out->diff_id), dfd, "diff", err) < 0
       || read_small (out->cache_id, sizeof (out->cache_id), dfd, "cache-id", err) < 0)
     return gr_error_wrap (err, "layer %s", chain_id);
-  if (! gr_digest_valid (out->diff_id) || gr_id_validate (out->cache_id, NULL) < 0)
+  if (!gr_digest_valid (out->diff_id) || gr_id_validate (out->cache_id, NULL) < 0)
     return gr_make_error (err, EINVAL, "layer %s: invalid diff or cache-id", chain_id);
   if (read_small (out->parent, sizeof (out->parent), dfd, "parent", NULL) < 0)
     out->parent[0] = '\0';
-  else if (! gr_digest_valid (out->parent))
+  else if (!gr_digest_valid (out->parent))
     return gr_make_error (err, EINVAL, "layer %s: invalid parent `%s`", chain_id, out->parent);
   out->size = -1;
   if (read_small (size, sizeof (size), dfd, "size", NULL) == 0)
@@ -88,7 +88,7 @@ int
 gr_layerstore_find_by_diff_id (struct gr_graphroot *root, char **chain_id_out, const char *diff_id,
                                gr_error_t *err)
 {
-  if (! gr_digest_valid (diff_id))
+  if (!gr_digest_valid (diff_id))
     return gr_make_error (err, EINVAL, "invalid diffID `%s`", diff_id ? diff_id : "");
   cleanup_close int dfd = gr_open_dir_at (root->image_fd, "layerdb/sha256", err);
   if (dfd < 0)
@@ -104,14 +104,14 @@ gr_layerstore_find_by_diff_id (struct gr_graphroot *root, char **chain_id_out, c
     }
   for (struct dirent *de; (de = readdir (d));)
     {
-      if (! gr_hex64_valid (de->d_name))
+      if (!gr_hex64_valid (de->d_name))
         continue;
       cleanup_free char *rel = xasprintf ("%s/diff", de->d_name);
       char diff[GR_DIGEST_LEN + 2];
       if (read_small (diff, sizeof (diff), dfd, rel, NULL) < 0 || strcmp (diff, diff_id) != 0)
         continue;
       cleanup_free char *chain = xasprintf ("sha256:%s", de->d_name);
-      if (! gr_layerstore_has (root, chain))
+      if (!gr_layerstore_has (root, chain))
         continue;
       *chain_id_out = gr_steal (chain);
       return 1;
@@ -137,7 +137,7 @@ struct gr_layer_writer
 
   char chain_id[GR_DIGEST_LEN + 1];
   char diff_id[GR_DIGEST_LEN + 1];
-  char parent[GR_DIGEST_LEN + 1];   /* "" for a base layer */
+  char parent[GR_DIGEST_LEN + 1]; /* "" for a base layer */
   char cache_id[GR_SHA256_HEX_LEN + 1];
   char parent_cache[GR_DIGEST_LEN + 1]; /* "" for a base layer */
   bool layer_created;
@@ -192,8 +192,8 @@ apply_thread (void *arg)
   struct gr_driver *d = w->root->driver;
   int64_t size = 0;
   gr_error_t e = NULL;
-  int r = d->ops->apply_diff (d, &size, w->cache_id, w->parent_cache[0] ? w->parent_cache : NULL,
-                              w->pipe_r, &e);
+  int r = d->ops->apply_diff (d, &size, w->cache_id, w->parent_cache[0] ? w->parent_cache : NULL, w->pipe_r,
+                              &e);
   pthread_mutex_lock (&w->mu);
   w->apply_status = r;
   w->apply_err = e;
@@ -266,16 +266,16 @@ resolve_parent (struct gr_layer_writer *w, gr_error_t *err)
       struct gr_layer_info info;
       if (gr_layerstore_get (root, &info, w->parent, NULL) == 0)
         {
-          if (! root->driver->ops->exists (root->driver, info.cache_id))
-            return gr_make_error (err, ENOENT, "parent layer %s: driver layer %s is missing",
-                                  w->parent, info.cache_id);
+          if (!root->driver->ops->exists (root->driver, info.cache_id))
+            return gr_make_error (err, ENOENT, "parent layer %s: driver layer %s is missing", w->parent,
+                                  info.cache_id);
           snprintf (w->parent_cache, sizeof (w->parent_cache), "%s", info.cache_id);
           return 0;
         }
       struct gr_layer_writer *p = pending_find (root, w->parent);
       if (p == NULL)
         return gr_make_error (err, ENOENT, "parent layer %s does not exist", w->parent);
-      if (! vfs)
+      if (!vfs)
         {
           /* The child can be created on the parent's layer right away.  */
           snprintf (w->parent_cache, sizeof (w->parent_cache), "%s", p->cache_id);
@@ -288,8 +288,8 @@ resolve_parent (struct gr_layer_writer *w, gr_error_t *err)
 }
 
 int
-gr_layer_writer_new (struct gr_layer_writer **out, struct gr_graphroot *root,
-                     const char *parent_chain_id, const char *diff_id, gr_error_t *err)
+gr_layer_writer_new (struct gr_layer_writer **out, struct gr_graphroot *root, const char *parent_chain_id,
+                     const char *diff_id, gr_error_t *err)
 {
   struct gr_layer_writer *w = xzalloc (sizeof (*w));
   w->root = root;
@@ -449,7 +449,8 @@ wait_parent (struct gr_layer_writer *w, gr_error_t *err)
           if (strcmp (info.cache_id, w->parent_cache) != 0)
             ret = gr_make_error (err, EAGAIN,
                                  "parent layer %s was registered concurrently with another "
-                                 "driver layer; pull again", w->parent);
+                                 "driver layer; pull again",
+                                 w->parent);
           break;
         }
       if (pending_find (root, w->parent) == NULL)
@@ -485,11 +486,9 @@ gr_layer_writer_commit (struct gr_layer_writer *w, char **chain_id_out, gr_error
   gr_sha256_final (w->sha, hex);
   w->sha = NULL;
   if (strcmp (w->diff_id + 7, hex) != 0)
-    return gr_make_error (err, EINVAL, "layer %s: the content has diffID sha256:%s", w->diff_id,
-                          hex);
+    return gr_make_error (err, EINVAL, "layer %s: the content has diffID sha256:%s", w->diff_id, hex);
 
-  int64_t size = strcmp (d->ops->name, "vfs") == 0 ? gr_tarsplit_unpacked_size (w->ts)
-                                                   : w->apply_size;
+  int64_t size = strcmp (d->ops->name, "vfs") == 0 ? gr_tarsplit_unpacked_size (w->ts) : w->apply_size;
   snprintf (buf, sizeof (buf), "%" PRId64, size);
   if (fsync (w->ts_fd) < 0)
     return gr_make_error (err, errno, "layer %s: fsync tar-split.json.gz", w->diff_id);
@@ -597,7 +596,7 @@ gr_layer_register_fd (struct gr_graphroot *root, char **chain_id_out, const char
         }
       if (n == 0)
         break;
-      if ((ret = gr_layer_writer_write (w, buf, (size_t) n, err)) < 0)
+      if ((ret = gr_layer_writer_write (w, buf, (size_t)n, err)) < 0)
         break;
     }
   if (ret == 0)

@@ -12,15 +12,15 @@
 /* chainID of DIFF_ID on top of PARENT_CHAIN_ID (NULL or "" for a base
    layer): chain[0] = diffID[0]; chain[n] = "sha256:" +
    hex(sha256(chain[n-1] + " " + diffID[n])).  Fails on an invalid digest.  */
-int gr_layer_chain_id (char out[GR_DIGEST_LEN + 1], const char *parent_chain_id,
-                       const char *diff_id, gr_error_t *err);
+int gr_layer_chain_id (char out[GR_DIGEST_LEN + 1], const char *parent_chain_id, const char *diff_id,
+                       gr_error_t *err);
 
 /* One registered layer (the files of layerdb/sha256/<chainID>/).  */
 struct gr_layer_info
 {
   char chain_id[GR_DIGEST_LEN + 1];
   char diff_id[GR_DIGEST_LEN + 1];
-  char parent[GR_DIGEST_LEN + 1]; /* "" for a base layer */
+  char parent[GR_DIGEST_LEN + 1];   /* "" for a base layer */
   char cache_id[GR_DIGEST_LEN + 1]; /* the backend's layer ID */
   int64_t size;
 };
@@ -33,8 +33,8 @@ int gr_layerstore_get (struct gr_graphroot *root, struct gr_layer_info *out, con
                        gr_error_t *err);
 /* Find a registered layer by diffID (any parent): the first chainID whose
    `diff` is DIFF_ID, in *CHAIN_ID_OUT.  Returns 1 if found, 0 if not.  */
-int gr_layerstore_find_by_diff_id (struct gr_graphroot *root, char **chain_id_out,
-                                   const char *diff_id, gr_error_t *err);
+int gr_layerstore_find_by_diff_id (struct gr_graphroot *root, char **chain_id_out, const char *diff_id,
+                                   gr_error_t *err);
 
 /* A layer being written.  Lifecycle: _new, any number of _write with the
    decompressed tar bytes as they arrive, then _commit; _free (always
@@ -56,14 +56,13 @@ int gr_layerstore_find_by_diff_id (struct gr_graphroot *root, char **chain_id_ou
 
 /* DIFF_ID: the expected diffID (from the image config's rootfs.diff_ids).
    PARENT_CHAIN_ID: NULL or "" for a base layer.  */
-int gr_layer_writer_new (struct gr_layer_writer **out, struct gr_graphroot *root,
-                         const char *parent_chain_id, const char *diff_id, gr_error_t *err);
+int gr_layer_writer_new (struct gr_layer_writer **out, struct gr_graphroot *root, const char *parent_chain_id,
+                         const char *diff_id, gr_error_t *err);
 /* The chainID this writer will register (valid from _new on).  */
 const char *gr_layer_writer_chain_id (const struct gr_layer_writer *w);
 /* Feed decompressed tar bytes.  Fails if the tar is malformed or the
    extraction failed (the extraction error is reported).  */
-int gr_layer_writer_write (struct gr_layer_writer *w, const void *buf, size_t len,
-                           gr_error_t *err);
+int gr_layer_writer_write (struct gr_layer_writer *w, const void *buf, size_t len, gr_error_t *err);
 /* End of the stream: wait for the extraction, check the diffID (mismatch:
    EINVAL "layer sha256:..: diffID sha256:.. does not match expected .."),
    wait for the parent's commit, then register the layer atomically
@@ -79,8 +78,7 @@ void gr_layer_writer_free (struct gr_layer_writer *w);
 
 /* Convenience: write a whole layer from an uncompressed tar read from
    TAR_FD (to EOF).  */
-int gr_layer_register_fd (struct gr_graphroot *root, char **chain_id_out,
-                          const char *parent_chain_id, const char *diff_id, int tar_fd,
-                          gr_error_t *err);
+int gr_layer_register_fd (struct gr_graphroot *root, char **chain_id_out, const char *parent_chain_id,
+                          const char *diff_id, int tar_fd, gr_error_t *err);
 
 #endif

@@ -24,7 +24,7 @@ valid_component (const char *s, size_t n)
   for (;;)
     {
       size_t start = i;
-      while (i < n && (islower ((unsigned char) s[i]) || isdigit ((unsigned char) s[i])))
+      while (i < n && (islower ((unsigned char)s[i]) || isdigit ((unsigned char)s[i])))
         i++;
       if (i == start)
         return false;
@@ -51,10 +51,10 @@ valid_path (const char *s)
   while (*s)
     {
       const char *slash = strchr (s, '/');
-      size_t n = slash ? (size_t) (slash - s) : strlen (s);
-      if (! valid_component (s, n))
+      size_t n = slash ? (size_t)(slash - s) : strlen (s);
+      if (!valid_component (s, n))
         return false;
-      if (! slash)
+      if (!slash)
         return true;
       s = slash + 1;
       if (*s == '\0')
@@ -69,14 +69,14 @@ static bool
 valid_domain (const char *s, size_t n)
 {
   const char *colon = memchr (s, ':', n);
-  size_t host = colon ? (size_t) (colon - s) : n;
+  size_t host = colon ? (size_t)(colon - s) : n;
   if (host == 0)
     return false;
   size_t i = 0;
   while (i < host)
     {
       size_t start = i;
-      while (i < host && (isalnum ((unsigned char) s[i]) || s[i] == '-'))
+      while (i < host && (isalnum ((unsigned char)s[i]) || s[i] == '-'))
         i++;
       if (i == start || s[start] == '-' || s[i - 1] == '-')
         return false;
@@ -94,7 +94,7 @@ valid_domain (const char *s, size_t n)
       if (host + 1 == n)
         return false;
       for (size_t k = host + 1; k < n; k++)
-        if (! isdigit ((unsigned char) s[k]))
+        if (!isdigit ((unsigned char)s[k]))
           return false;
     }
   return true;
@@ -111,19 +111,19 @@ gr_ref_normalize (char **out, const char *name, gr_error_t *err)
   bool is_domain = false;
   if (slash)
     {
-      size_t n = (size_t) (slash - name);
+      size_t n = (size_t)(slash - name);
       bool lower = true;
       for (size_t i = 0; i < n; i++)
-        if (isupper ((unsigned char) name[i]))
+        if (isupper ((unsigned char)name[i]))
           lower = false;
       is_domain = memchr (name, '.', n) || memchr (name, ':', n)
-                  || (n == 9 && strncmp (name, "localhost", 9) == 0) || ! lower;
+                  || (n == 9 && strncmp (name, "localhost", 9) == 0) || !lower;
     }
   if (is_domain)
     {
-      domain = xstrndup (name, (size_t) (slash - name));
+      domain = xstrndup (name, (size_t)(slash - name));
       rest = slash + 1;
-      if (! valid_domain (domain, strlen (domain)))
+      if (!valid_domain (domain, strlen (domain)))
         return gr_make_error (err, EINVAL, "invalid reference `%s`: bad registry host", name);
     }
   else
@@ -137,10 +137,9 @@ gr_ref_normalize (char **out, const char *name, gr_error_t *err)
       domain = xstrdup (DEFAULT_DOMAIN);
     }
   for (const char *c = rest; *c; c++)
-    if (isupper ((unsigned char) *c))
-      return gr_make_error (err, EINVAL,
-                            "invalid reference format: repository name must be lowercase");
-  if (! valid_path (rest))
+    if (isupper ((unsigned char)*c))
+      return gr_make_error (err, EINVAL, "invalid reference format: repository name must be lowercase");
+  if (!valid_path (rest))
     return gr_make_error (err, EINVAL, "invalid reference format: `%s`", name);
   char *full;
   if (strcmp (domain, DEFAULT_DOMAIN) == 0 && strchr (rest, '/') == NULL)
@@ -178,10 +177,10 @@ static bool
 valid_tag (const char *t)
 {
   size_t n = strlen (t);
-  if (n == 0 || n > 128 || ! (isalnum ((unsigned char) t[0]) || t[0] == '_'))
+  if (n == 0 || n > 128 || !(isalnum ((unsigned char)t[0]) || t[0] == '_'))
     return false;
   for (size_t i = 0; i < n; i++)
-    if (! (isalnum ((unsigned char) t[i]) || t[i] == '_' || t[i] == '.' || t[i] == '-'))
+    if (!(isalnum ((unsigned char)t[i]) || t[i] == '_' || t[i] == '.' || t[i] == '-'))
       return false;
   return true;
 }
@@ -203,7 +202,7 @@ load_locked (struct gr_graphroot *root, json_t **out, gr_error_t *err)
     }
   json_error_t jerr;
   json_t *j = json_loadb (data, len, 0, &jerr);
-  if (j == NULL || ! json_is_object (j))
+  if (j == NULL || !json_is_object (j))
     {
       json_decref (j);
       return gr_make_error (err, EINVAL, "%s: invalid JSON: %s", REPOSITORIES, jerr.text);
@@ -211,7 +210,7 @@ load_locked (struct gr_graphroot *root, json_t **out, gr_error_t *err)
   json_t *repos = json_object_get (j, "Repositories");
   if (repos == NULL || json_is_null (repos))
     json_object_set_new (j, "Repositories", json_object ());
-  else if (! json_is_object (repos))
+  else if (!json_is_object (repos))
     {
       json_decref (j);
       return gr_make_error (err, EINVAL, "%s: Repositories is not an object", REPOSITORIES);
@@ -236,11 +235,11 @@ gr_refstore_add (struct gr_graphroot *root, const char *name, const char *tag, c
   cleanup_free char *familiar = NULL;
   if (gr_ref_familiar (&familiar, name, err) < 0)
     return -1;
-  if (! gr_digest_valid (image_id))
+  if (!gr_digest_valid (image_id))
     return gr_make_error (err, EINVAL, "invalid image ID `%s`", image_id ? image_id : "");
-  if (tag && ! valid_tag (tag))
+  if (tag && !valid_tag (tag))
     return gr_make_error (err, EINVAL, "invalid tag `%s`", tag);
-  if (digest && ! gr_digest_valid (digest))
+  if (digest && !gr_digest_valid (digest))
     return gr_make_error (err, EINVAL, "invalid digest `%s`", digest);
 
   gr_graphroot_lock (root);
@@ -250,7 +249,7 @@ gr_refstore_add (struct gr_graphroot *root, const char *name, const char *tag, c
     {
       json_t *repos = json_object_get (j, "Repositories");
       json_t *repo = json_object_get (repos, familiar);
-      if (! json_is_object (repo))
+      if (!json_is_object (repo))
         {
           repo = json_object ();
           json_object_set_new (repos, familiar, repo);
@@ -320,10 +319,8 @@ gr_refstore_lookup (struct gr_graphroot *root, char **image_id, const char *ref,
   json_t *j = NULL;
   if (gr_refstore_load (root, &j, err) < 0)
     return -1;
-  const char *id
-      = json_string_value (json_object_get (json_object_get (json_object_get (j, "Repositories"),
-                                                             familiar),
-                                            key));
+  const char *id = json_string_value (
+      json_object_get (json_object_get (json_object_get (j, "Repositories"), familiar), key));
   int ret = 0;
   if (id)
     {

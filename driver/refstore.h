@@ -21,13 +21,12 @@ int gr_ref_familiar (char **out, const char *name, gr_error_t *err);
    digest, may be NULL) -> IMAGE_ID to repositories.json, as dockerd's
    AddTag(force) / AddDigest: keys are familiar names, every other entry
    is kept, written atomically (0600) under the root's lock.  */
-int gr_refstore_add (struct gr_graphroot *root, const char *name, const char *tag,
-                     const char *digest, const char *image_id, gr_error_t *err);
+int gr_refstore_add (struct gr_graphroot *root, const char *name, const char *tag, const char *digest,
+                     const char *image_id, gr_error_t *err);
 /* Image ID of REF ("name:tag" or "name@sha256:..", any name form; a name
    without tag means :latest).  Returns 1 and *IMAGE_ID if found, 0 if
    not.  */
-int gr_refstore_lookup (struct gr_graphroot *root, char **image_id, const char *ref,
-                        gr_error_t *err);
+int gr_refstore_lookup (struct gr_graphroot *root, char **image_id, const char *ref, gr_error_t *err);
 /* The whole {"Repositories":{...}} object (an empty one if no file).  */
 int gr_refstore_load (struct gr_graphroot *root, json_t **out, gr_error_t *err);
 

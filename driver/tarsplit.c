@@ -51,7 +51,7 @@ gr_crc64_iso_update (uint64_t crc, const void *data, size_t len)
   pthread_once (&crc_once, crc_init);
   crc = ~crc;
   for (size_t i = 0; i < len; i++)
-    crc = crc_table[(uint8_t) crc ^ p[i]] ^ (crc >> 8);
+    crc = crc_table[(uint8_t)crc ^ p[i]] ^ (crc >> 8);
   return ~crc;
 }
 
@@ -67,7 +67,7 @@ b64_append (struct gr_buf *out, const unsigned char *in, size_t n)
   size_t i = 0;
   for (; i + 2 < n; i += 3)
     {
-      uint32_t v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
+      uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
       *o++ = b64chars[v >> 18];
       *o++ = b64chars[(v >> 12) & 63];
       *o++ = b64chars[(v >> 6) & 63];
@@ -75,13 +75,13 @@ b64_append (struct gr_buf *out, const unsigned char *in, size_t n)
     }
   if (i < n)
     {
-      uint32_t v = (uint32_t) in[i] << 16 | (i + 1 < n ? (uint32_t) in[i + 1] << 8 : 0);
+      uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
       *o++ = b64chars[v >> 18];
       *o++ = b64chars[(v >> 12) & 63];
       *o++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
       *o++ = '=';
     }
-  out->len = (size_t) (o - out->data);
+  out->len = (size_t)(o - out->data);
   out->data[out->len] = '\0';
 }
 
@@ -89,7 +89,7 @@ static int
 b64_value (char c)
 {
   const char *p = c ? strchr (b64chars, c) : NULL;
-  return p ? (int) (p - b64chars) : -1;
+  return p ? (int)(p - b64chars) : -1;
 }
 
 /* Decode standard base64 (with padding) into OUT.  */
@@ -115,11 +115,9 @@ b64_decode (struct gr_buf *out, const char *in, size_t n, gr_error_t *err)
           if (pad || (v[j] = b64_value (in[i + j])) < 0)
             return gr_make_error (err, EINVAL, "invalid base64 data");
         }
-      uint32_t x = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12 | (uint32_t) v[2] << 6
-                   | (uint32_t) v[3];
-      unsigned char b[3] = { (unsigned char) (x >> 16), (unsigned char) (x >> 8),
-                             (unsigned char) x };
-      gr_buf_append (out, b, (size_t) (3 - pad));
+      uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+      unsigned char b[3] = { (unsigned char)(x >> 16), (unsigned char)(x >> 8), (unsigned char)x };
+      gr_buf_append (out, b, (size_t)(3 - pad));
     }
   return 0;
 }
@@ -181,10 +179,10 @@ json_string_append (struct gr_buf *b, const char *s, size_t n)
   gr_buf_append (b, "\"", 1);
   for (size_t i = 0; i < n; i++)
     {
-      unsigned char c = (unsigned char) s[i];
+      unsigned char c = (unsigned char)s[i];
       if (c == '"' || c == '\\')
         {
-          char e[2] = { '\\', (char) c };
+          char e[2] = { '\\', (char)c };
           gr_buf_append (b, e, 2);
         }
       else if (c == '\n')
@@ -198,10 +196,10 @@ json_string_append (struct gr_buf *b, const char *s, size_t n)
           char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
           gr_buf_append (b, e, 6);
         }
-      else if (c == 0xE2 && i + 2 < n && (unsigned char) s[i + 1] == 0x80
-               && ((unsigned char) s[i + 2] == 0xA8 || (unsigned char) s[i + 2] == 0xA9))
+      else if (c == 0xE2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80
+               && ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9))
         {
-          gr_buf_puts (b, (unsigned char) s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029");
+          gr_buf_puts (b, (unsigned char)s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029");
           i += 2;
         }
       else
@@ -241,7 +239,7 @@ path_clean (const char *p)
               while (w > dotdot && out[w] != '/')
                 w--;
             }
-          else if (! rooted)
+          else if (!rooted)
             {
               if (w > 0)
                 out[w++] = '/';
@@ -252,7 +250,7 @@ path_clean (const char *p)
         }
       else
         {
-          if ((rooted && w != 1) || (! rooted && w != 0))
+          if ((rooted && w != 1) || (!rooted && w != 0))
             out[w++] = '/';
           for (; r < n && p[r] != '/'; r++)
             out[w++] = p[r];
@@ -276,7 +274,7 @@ str_hash (const char *s)
 {
   uint64_t h = 1469598103934665603ULL;
   for (; *s; s++)
-    h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
   return h;
 }
 
@@ -397,8 +395,8 @@ emit_line (struct gr_tarsplit *ts, gr_error_t *err)
 {
   ts->position++;
   gr_buf_append (&ts->line, "\n", 1);
-  ts->z.next_in = (unsigned char *) ts->line.data;
-  ts->z.avail_in = (uInt) ts->line.len;
+  ts->z.next_in = (unsigned char *)ts->line.data;
+  ts->z.avail_in = (uInt)ts->line.len;
   int r = z_write_out (ts, Z_NO_FLUSH, err);
   gr_buf_reset (&ts->line);
   return r;
@@ -430,14 +428,13 @@ emit_file (struct gr_tarsplit *ts, const char *name, int64_t size, bool has_crc,
 {
   size_t nlen = strlen (name);
   char *clean = path_clean (name);
-  if (! name_set_add (&ts->seen, clean))
-    return gr_make_error (err, EEXIST, "tar entry `%s`: duplicates of file paths not supported",
-                          name);
+  if (!name_set_add (&ts->seen, clean))
+    return gr_make_error (err, EEXIST, "tar entry `%s`: duplicates of file paths not supported", name);
   gr_buf_reset (&ts->line);
   gr_buf_puts (&ts->line, "{\"type\":1,");
   if (nlen > 0)
     {
-      if (utf8_valid ((const unsigned char *) name, nlen))
+      if (utf8_valid ((const unsigned char *)name, nlen))
         {
           gr_buf_puts (&ts->line, "\"name\":");
           json_string_append (&ts->line, name, nlen);
@@ -445,7 +442,7 @@ emit_file (struct gr_tarsplit *ts, const char *name, int64_t size, bool has_crc,
       else
         {
           gr_buf_puts (&ts->line, "\"name_raw\":\"");
-          b64_append (&ts->line, (const unsigned char *) name, nlen);
+          b64_append (&ts->line, (const unsigned char *)name, nlen);
           gr_buf_puts (&ts->line, "\"");
         }
       gr_buf_puts (&ts->line, ",");
@@ -456,7 +453,7 @@ emit_file (struct gr_tarsplit *ts, const char *name, int64_t size, bool has_crc,
     {
       unsigned char be[8];
       for (int i = 0; i < 8; i++)
-        be[i] = (unsigned char) (crc >> (56 - 8 * i));
+        be[i] = (unsigned char)(crc >> (56 - 8 * i));
       gr_buf_puts (&ts->line, "\"payload\":\"");
       b64_append (&ts->line, be, 8);
       gr_buf_puts (&ts->line, "\",");
@@ -519,8 +516,8 @@ gr_tarsplit_entries (const struct gr_tarsplit *ts)
 static char *
 field_str (const unsigned char *f, size_t n)
 {
-  size_t len = strnlen ((const char *) f, n);
-  return xstrndup ((const char *) f, len);
+  size_t len = strnlen ((const char *)f, n);
+  return xstrndup ((const char *)f, len);
 }
 
 /* Go's parser.parseOctal.  */
@@ -544,11 +541,11 @@ parse_octal (const unsigned char *f, size_t n, int64_t *out)
         return false;
       if (v >> 61)
         return false;
-      v = v * 8 + (uint64_t) (f[i] - '0');
+      v = v * 8 + (uint64_t)(f[i] - '0');
     }
   if (v >> 63)
     return false;
-  *out = (int64_t) v;
+  *out = (int64_t)v;
   return true;
 }
 
@@ -571,7 +568,7 @@ parse_numeric (const unsigned char *f, size_t n, int64_t *out)
         }
       if (x >> 63)
         return false;
-      *out = inv ? ~(int64_t) x : (int64_t) x;
+      *out = inv ? ~(int64_t)x : (int64_t)x;
       return true;
     }
   return parse_octal (f, n, out);
@@ -599,14 +596,14 @@ static enum tar_format
 block_format (const unsigned char *b)
 {
   int64_t want;
-  if (! parse_octal (b + 148, 8, &want))
+  if (!parse_octal (b + 148, 8, &want))
     return FMT_UNKNOWN;
   int64_t su = 0, ss = 0;
   for (int i = 0; i < BLOCK; i++)
     {
       unsigned char c = (i >= 148 && i < 156) ? ' ' : b[i];
       su += c;
-      ss += (signed char) c;
+      ss += (signed char)c;
     }
   if (want != su && want != ss)
     return FMT_UNKNOWN;
@@ -641,7 +638,7 @@ parse_pax (struct gr_tarsplit *ts, gr_error_t *err)
       size_t i = 0;
       uint64_t len = 0;
       while (i < left && p[i] >= '0' && p[i] <= '9' && i < 20)
-        len = len * 10 + (uint64_t) (p[i++] - '0');
+        len = len * 10 + (uint64_t)(p[i++] - '0');
       if (i == 0 || i >= left || p[i] != ' ' || len <= i + 1 || len > left || p[len - 1] != '\n')
         return gr_make_error (err, EINVAL, "invalid PAX record");
       const char *kv = p + i + 1;
@@ -649,7 +646,7 @@ parse_pax (struct gr_tarsplit *ts, gr_error_t *err)
       const char *eq = memchr (kv, '=', kvlen);
       if (eq == NULL || eq == kv)
         return gr_make_error (err, EINVAL, "invalid PAX record");
-      size_t klen = (size_t) (eq - kv);
+      size_t klen = (size_t)(eq - kv);
       const char *val = eq + 1;
       size_t vlen = kvlen - klen - 1;
       if (klen == 4 && memcmp (kv, "path", 4) == 0)
@@ -729,7 +726,7 @@ meta_done (struct gr_tarsplit *ts, gr_error_t *err)
       }
     case 'L':
       free (ts->gnu_longname);
-      ts->gnu_longname = field_str ((unsigned char *) ts->meta.data, ts->meta.len);
+      ts->gnu_longname = field_str ((unsigned char *)ts->meta.data, ts->meta.len);
       break;
     default: /* 'K': the long link name only matters to extraction */
       break;
@@ -771,13 +768,12 @@ process_header (struct gr_tarsplit *ts, gr_error_t *err)
   if (fmt == FMT_UNKNOWN)
     return gr_make_error (err, EINVAL, "invalid tar header (bad checksum or magic)");
 
-  char type = (char) b[156];
+  char type = (char)b[156];
   int64_t size, v;
-  if (! parse_numeric (b + 124, 12, &size) || ! parse_numeric (b + 100, 8, &v)
-      || ! parse_numeric (b + 108, 8, &v) || ! parse_numeric (b + 116, 8, &v)
-      || ! parse_numeric (b + 136, 12, &v)
-      || (fmt != FMT_V7
-          && (! parse_numeric (b + 329, 8, &v) || ! parse_numeric (b + 337, 8, &v))))
+  if (!parse_numeric (b + 124, 12, &size) || !parse_numeric (b + 100, 8, &v)
+      || !parse_numeric (b + 108, 8, &v) || !parse_numeric (b + 116, 8, &v)
+      || !parse_numeric (b + 136, 12, &v)
+      || (fmt != FMT_V7 && (!parse_numeric (b + 329, 8, &v) || !parse_numeric (b + 337, 8, &v))))
     return gr_make_error (err, EINVAL, "invalid tar header (bad numeric field)");
   if (size < 0)
     return gr_make_error (err, EINVAL, "invalid tar header (negative size)");
@@ -789,7 +785,7 @@ process_header (struct gr_tarsplit *ts, gr_error_t *err)
                               (type == 'x' || type == 'g') ? "PAX" : "GNU long-name", size);
       ts->meta_type = type;
       gr_buf_reset (&ts->meta);
-      ts->remaining = (uint64_t) size;
+      ts->remaining = (uint64_t)size;
       ts->state = ST_META;
       if (size == 0)
         return meta_done (ts, err);
@@ -829,8 +825,7 @@ process_header (struct gr_tarsplit *ts, gr_error_t *err)
         return gr_make_error (err, EINVAL, "invalid tar header (negative size)");
     }
   if (ts->pax_sparse)
-    return gr_make_error (err, ENOTSUP, "tar entry `%s`: GNU sparse files are not supported",
-                          name);
+    return gr_make_error (err, ENOTSUP, "tar entry `%s`: GNU sparse files are not supported", name);
   if (ts->gnu_longname && ts->gnu_longname[0])
     {
       free (name);
@@ -842,7 +837,7 @@ process_header (struct gr_tarsplit *ts, gr_error_t *err)
       size_t n = strlen (name);
       type = (n > 0 && name[n - 1] == '/') ? '5' : '0';
     }
-  uint64_t nb = header_only_type (type) ? 0 : (uint64_t) size;
+  uint64_t nb = header_only_type (type) ? 0 : (uint64_t)size;
 
   if (flush_raw (ts, err) < 0)
     return -1;
@@ -882,25 +877,25 @@ gr_tarsplit_feed (struct gr_tarsplit *ts, const void *buf, size_t len, gr_error_
             }
           break;
         case ST_META:
-          n = ts->remaining < len ? (size_t) ts->remaining : len;
+          n = ts->remaining < len ? (size_t)ts->remaining : len;
           gr_buf_append (&ts->meta, p, n);
           ts->remaining -= n;
           if (ts->remaining == 0 && meta_done (ts, err) < 0)
             goto fail;
           break;
         case ST_CONTENT:
-          n = ts->remaining < len ? (size_t) ts->remaining : len;
+          n = ts->remaining < len ? (size_t)ts->remaining : len;
           ts->crc = gr_crc64_iso_update (ts->crc, p, n);
           ts->remaining -= n;
           if (ts->remaining == 0)
             {
-              uint64_t nb = (uint64_t) ts->cur_size;
+              uint64_t nb = (uint64_t)ts->cur_size;
               if (content_done (ts, nb, err) < 0)
                 goto fail;
             }
           break;
         case ST_PAD:
-          n = ts->pad < len ? (size_t) ts->pad : len;
+          n = ts->pad < len ? (size_t)ts->pad : len;
           gr_buf_append (&ts->raw, p, n);
           ts->pad -= n;
           if (ts->pad == 0)
@@ -943,8 +938,8 @@ gr_tarsplit_finish (struct gr_tarsplit *ts, gr_error_t *err)
     case ST_META:
     case ST_CONTENT:
       ts->failed = true;
-      return gr_make_error (err, EINVAL, "truncated tar: %" PRIu64 " bytes of `%s` missing",
-                            ts->remaining, ts->cur_name ? ts->cur_name : "(header data)");
+      return gr_make_error (err, EINVAL, "truncated tar: %" PRIu64 " bytes of `%s` missing", ts->remaining,
+                            ts->cur_name ? ts->cur_name : "(header data)");
     case ST_PAD:
     case ST_TRAILER:
     default:
@@ -980,8 +975,8 @@ copy_file_crc (int out_fd, int in_fd, uint64_t *crc, gr_error_t *err)
         return gr_make_error (err, errno, "read");
       if (r == 0)
         return 0;
-      *crc = gr_crc64_iso_update (*crc, buf, (size_t) r);
-      if (gr_write_all (out_fd, buf, (size_t) r, err) < 0)
+      *crc = gr_crc64_iso_update (*crc, buf, (size_t)r);
+      if (gr_write_all (out_fd, buf, (size_t)r, err) < 0)
         return -1;
     }
 }
@@ -1009,7 +1004,7 @@ gr_tarsplit_assemble (int out_fd, int tarsplit_fd, int root_fd, gr_error_t *err)
       for (;;)
         {
           gr_buf_reserve (&line, 65536);
-          char *got = gzgets (gz, line.data + line.len, (int) (line.cap - line.len));
+          char *got = gzgets (gz, line.data + line.len, (int)(line.cap - line.len));
           if (got == NULL)
             {
               int zerr = 0;
@@ -1069,15 +1064,14 @@ gr_tarsplit_assemble (int out_fd, int tarsplit_fd, int root_fd, gr_error_t *err)
               const char *s = json_string_value (payload);
               unsigned char be[8];
               for (int i = 0; i < 8; i++)
-                be[i] = (unsigned char) (crc >> (56 - 8 * i));
+                be[i] = (unsigned char)(crc >> (56 - 8 * i));
               if (s == NULL || b64_decode (&bin, s, strlen (s), NULL) < 0 || bin.len != 8
                   || memcmp (bin.data, be, 8) != 0)
                 ret = gr_make_error (err, EIO, "file integrity checksum failed for `%s`", name);
             }
         }
       else if (type != 1)
-        ret = gr_make_error (err, EINVAL, "tar-split: unknown entry type %lld",
-                             (long long) type);
+        ret = gr_make_error (err, EINVAL, "tar-split: unknown entry type %lld", (long long)type);
       json_decref (e);
       if (ret < 0)
         goto out;

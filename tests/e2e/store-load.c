@@ -62,7 +62,7 @@ run_job (void *arg)
         }
       if (n == 0)
         break;
-      if (gr_layer_writer_write (j->w, buf, (size_t) n, &j->err) < 0)
+      if (gr_layer_writer_write (j->w, buf, (size_t)n, &j->err) < 0)
         return NULL;
     }
   if (gr_layer_writer_commit (j->w, NULL, &j->err) < 0)
@@ -72,8 +72,7 @@ run_job (void *arg)
 }
 
 static int
-load_image (struct gr_graphroot *root, int dirfd, json_t *m, const char *manifest_digest,
-            gr_error_t *err)
+load_image (struct gr_graphroot *root, int dirfd, json_t *m, const char *manifest_digest, gr_error_t *err)
 {
   const char *cfg_name = json_string_value (json_object_get (m, "Config"));
   json_t *layers = json_object_get (m, "Layers");
@@ -143,28 +142,26 @@ load_image (struct gr_graphroot *root, int dirfd, json_t *m, const char *manifes
     ret = gr_imagestore_put (root, id, config, config_len, err);
   size_t i;
   json_t *v;
-  json_array_foreach (layers, i, v)
-  if (ret == 0 && manifest_digest)
-    {
-      /* a stand-in blob digest per layer: sha256 of "blob <diffID>" */
-      const char *d = json_string_value (json_array_get (diff_ids, i));
-      cleanup_free char *s = xasprintf ("blob %s", d);
-      char hex[GR_SHA256_HEX_LEN + 1];
-      gr_sha256_hex (s, strlen (s), hex);
-      cleanup_free char *blob = xasprintf ("sha256:%s", hex);
-      ret = gr_distmeta_add (root, blob, d, "127.0.0.1:5000/e2e/store", err);
-    }
-  json_array_foreach (json_object_get (m, "RepoTags"), i, v)
-  if (ret == 0)
-    {
-      cleanup_free char *ref = xstrdup (json_string_value (v));
-      char *colon = strrchr (ref, ':');
-      if (colon && strchr (colon, '/') == NULL)
-        *colon++ = '\0';
-      else
-        colon = (char *) "latest";
-      ret = gr_refstore_add (root, ref, colon, manifest_digest, id, err);
-    }
+  json_array_foreach (layers, i, v) if (ret == 0 && manifest_digest)
+  {
+    /* a stand-in blob digest per layer: sha256 of "blob <diffID>" */
+    const char *d = json_string_value (json_array_get (diff_ids, i));
+    cleanup_free char *s = xasprintf ("blob %s", d);
+    char hex[GR_SHA256_HEX_LEN + 1];
+    gr_sha256_hex (s, strlen (s), hex);
+    cleanup_free char *blob = xasprintf ("sha256:%s", hex);
+    ret = gr_distmeta_add (root, blob, d, "127.0.0.1:5000/e2e/store", err);
+  }
+  json_array_foreach (json_object_get (m, "RepoTags"), i, v) if (ret == 0)
+  {
+    cleanup_free char *ref = xstrdup (json_string_value (v));
+    char *colon = strrchr (ref, ':');
+    if (colon && strchr (colon, '/') == NULL)
+      *colon++ = '\0';
+    else
+      colon = (char *)"latest";
+    ret = gr_refstore_add (root, ref, colon, manifest_digest, id, err);
+  }
   json_decref (cfg);
   if (ret == 0)
     printf ("%s\n", id);
@@ -183,7 +180,7 @@ main (int argc, char **argv)
   pid_t pid;
   if (gr_graphroot_dockerd_running (&pid, argv[1], &err) != 0)
     {
-      fprintf (stderr, "a dockerd (pid %d) runs on %s\n", (int) pid, argv[1]);
+      fprintf (stderr, "a dockerd (pid %d) runs on %s\n", (int)pid, argv[1]);
       return 1;
     }
   struct gr_graphroot *root = NULL;
@@ -200,9 +197,9 @@ main (int argc, char **argv)
   size_t i;
   json_t *m;
   int ret = 0;
-  json_array_foreach (manifest, i, m)
-  if (ret == 0 && load_image (root, dirfd, m, argc > 4 ? argv[4] : NULL, &err) < 0)
-    ret = -1;
+  json_array_foreach (manifest, i,
+                      m) if (ret == 0 && load_image (root, dirfd, m, argc > 4 ? argv[4] : NULL, &err) < 0) ret
+      = -1;
   json_decref (manifest);
   gr_graphroot_free (root);
   if (ret < 0)

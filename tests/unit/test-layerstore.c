@@ -74,8 +74,8 @@ file_diff_id (char out[GR_DIGEST_LEN + 1], const char *name)
 }
 
 static int
-reg (struct gr_graphroot *root, char **chain, const char *parent, const char *tar,
-     const char *diff_override, gr_error_t *err)
+reg (struct gr_graphroot *root, char **chain, const char *parent, const char *tar, const char *diff_override,
+     gr_error_t *err)
 {
   char diff[GR_DIGEST_LEN + 1];
   file_diff_id (diff, tar);
@@ -83,8 +83,7 @@ reg (struct gr_graphroot *root, char **chain, const char *parent, const char *ta
   return gr_layer_register_fd (root, chain, parent, diff_override ? diff_override : diff, fd, err);
 }
 
-static char *
-read_str (struct gr_graphroot *root, const char *fmt, ...) GR_PRINTF (2, 3);
+static char *read_str (struct gr_graphroot *root, const char *fmt, ...) GR_PRINTF (2, 3);
 static char *
 read_str (struct gr_graphroot *root, const char *fmt, ...)
 {
@@ -148,8 +147,8 @@ test_chain_id (void)
 static void
 check_tarsplit (struct gr_graphroot *root, const char *chain, const char *dir, const char *tar)
 {
-  cleanup_free char *ts_path = xasprintf ("image/%s/layerdb/sha256/%s/tar-split.json.gz",
-                                          root->driver_name, chain + 7);
+  cleanup_free char *ts_path
+      = xasprintf ("image/%s/layerdb/sha256/%s/tar-split.json.gz", root->driver_name, chain + 7);
   cleanup_close int ts = openat (root->root_fd, ts_path, O_RDONLY);
   CU_ASSERT_FATAL (ts >= 0);
   cleanup_close int rootfd = openat (root->root_fd, dir, O_RDONLY | O_DIRECTORY);
@@ -213,7 +212,7 @@ test_overlay2 (void)
   cleanup_free char *work1 = xasprintf ("overlay2/%s/work", c1);
   cleanup_free char *work2 = xasprintf ("overlay2/%s/work", c2);
   CU_ASSERT (exists_at (root->root_fd, committed));
-  CU_ASSERT (! exists_at (root->root_fd, work1));
+  CU_ASSERT (!exists_at (root->root_fd, work1));
   CU_ASSERT (exists_at (root->root_fd, work2));
   struct stat st;
   cleanup_free char *lowerp = xasprintf ("overlay2/%s/lower", c2);
@@ -265,7 +264,8 @@ test_overlay2 (void)
   CU_ASSERT_EQUAL (count_entries (root->root_fd, "image/overlay2/layerdb/sha256"), 3);
   /* a missing parent */
   CU_ASSERT (reg (root, &bad, "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-                  "third.tar", NULL, &err) < 0);
+                  "third.tar", NULL, &err)
+             < 0);
   CU_ASSERT_EQUAL (gr_error_status (&err), ENOENT);
   gr_error_release (&err);
   gr_graphroot_free (root);
@@ -336,8 +336,7 @@ test_interrupted (void)
       struct gr_layer_writer *w = NULL;
       char d1[GR_DIGEST_LEN + 1];
       file_diff_id (d1, "base.tar");
-      if (gr_graphroot_open (&r, dir, "overlay2", NULL) < 0
-          || gr_layer_writer_new (&w, r, NULL, d1, NULL) < 0
+      if (gr_graphroot_open (&r, dir, "overlay2", NULL) < 0 || gr_layer_writer_new (&w, r, NULL, d1, NULL) < 0
           || gr_layer_writer_write (w, "x", 0, NULL) < 0)
         _exit (1);
       _exit (0);
@@ -374,10 +373,10 @@ test_vfs (void)
   /* the parent's files are there, deletions carried out, no whiteouts */
   CU_ASSERT (exists_at (l2fd, "etc/hosts"));
   CU_ASSERT (exists_at (l2fd, "etc/added"));
-  CU_ASSERT (! exists_at (l2fd, "etc/gone"));
-  CU_ASSERT (! exists_at (l2fd, "etc/.wh.gone"));
+  CU_ASSERT (!exists_at (l2fd, "etc/gone"));
+  CU_ASSERT (!exists_at (l2fd, "etc/.wh.gone"));
   CU_ASSERT (exists_at (l2fd, "opq/new"));
-  CU_ASSERT (! exists_at (l2fd, "opq/old"));
+  CU_ASSERT (!exists_at (l2fd, "opq/old"));
   CU_ASSERT (exists_at (l2fd, "usr/lib/libc.so"));
   struct stat a, b;
   CU_ASSERT (fstatat (l2fd, "bin/sh", &a, 0) == 0 && fstatat (l2fd, "bin/sh2", &b, 0) == 0
@@ -440,11 +439,11 @@ test_stores (void)
   file_diff_id (d1, "base.tar");
   file_diff_id (d2, "child.tar");
   /* image config */
-  cleanup_free char *config = xasprintf (
-      "{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{},"
-      "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\",\"%s\"]},"
-      "\"history\":[{\"created_by\":\"a\"},{\"created_by\":\"b\"},{\"empty_layer\":true}]}",
-      d1, d2);
+  cleanup_free char *config
+      = xasprintf ("{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{},"
+                   "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\",\"%s\"]},"
+                   "\"history\":[{\"created_by\":\"a\"},{\"created_by\":\"b\"},{\"empty_layer\":true}]}",
+                   d1, d2);
   char id[GR_DIGEST_LEN + 1];
   ASSERT_OK (gr_imagestore_put (root, id, config, strlen (config), err_));
   char hex[GR_SHA256_HEX_LEN + 1];
@@ -457,8 +456,7 @@ test_stores (void)
   cleanup_free char *cpath = xasprintf ("image/overlay2/imagedb/content/sha256/%s", hex);
   CU_ASSERT (fstatat (root->root_fd, cpath, &st, 0) == 0 && (st.st_mode & 0777) == 0600);
   /* a config whose layers are not there is refused */
-  cleanup_free char *orphan = xasprintf (
-      "{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\"]}}", d2);
+  cleanup_free char *orphan = xasprintf ("{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\"]}}", d2);
   gr_error_t err = NULL;
   CU_ASSERT (gr_imagestore_put (root, id, orphan, strlen (orphan), &err) < 0);
   gr_error_release (&err);
@@ -467,7 +465,8 @@ test_stores (void)
   CU_ASSERT (lu && strlen (lu) >= 20 && lu[4] == '-' && lu[10] == 'T' && lu[strlen (lu) - 1] == 'Z');
 
   /* references: existing entries kept, familiar names, digest refs never repointed */
-  const char *other = "{\"Repositories\":{\"keep\":{\"keep:1\":\"sha256:1111111111111111111111111111111111111111111111111111111111111111\"}}}";
+  const char *other = "{\"Repositories\":{\"keep\":{\"keep:1\":\"sha256:"
+                      "1111111111111111111111111111111111111111111111111111111111111111\"}}}";
   ASSERT_OK (gr_write_file_atomic (root->image_fd, "repositories.json", other, strlen (other), 0600, err_));
   const char *mdig = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
   ASSERT_OK (gr_refstore_add (root, "docker.io/library/ubuntu", "22.04", mdig, id, err_));
@@ -475,11 +474,13 @@ test_stores (void)
   const char *id2 = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
   ASSERT_OK (gr_refstore_add (root, "ubuntu", "22.04", mdig, id2, err_));
   cleanup_free char *repos = read_str (root, "image/overlay2/repositories.json");
-  cleanup_free char *want = xasprintf (
-      "{\"Repositories\":{\"127.0.0.1:5000/x/y\":{\"127.0.0.1:5000/x/y:latest\":\"%s\","
-      "\"127.0.0.1:5000/x/y@%s\":\"%s\"},\"keep\":{\"keep:1\":\"sha256:1111111111111111111111111111111111111111111111111111111111111111\"},"
-      "\"ubuntu\":{\"ubuntu:22.04\":\"%s\",\"ubuntu@%s\":\"%s\"}}}",
-      id, mdig, id, id2, mdig, id);
+  cleanup_free char *want
+      = xasprintf ("{\"Repositories\":{\"127.0.0.1:5000/x/y\":{\"127.0.0.1:5000/x/y:latest\":\"%s\","
+                   "\"127.0.0.1:5000/x/"
+                   "y@%s\":\"%s\"},\"keep\":{\"keep:1\":\"sha256:"
+                   "1111111111111111111111111111111111111111111111111111111111111111\"},"
+                   "\"ubuntu\":{\"ubuntu:22.04\":\"%s\",\"ubuntu@%s\":\"%s\"}}}",
+                   id, mdig, id, id2, mdig, id);
   CU_ASSERT_STRING_EQUAL (repos, want);
   if (strcmp (repos, want) != 0)
     fprintf (stderr, "\n%s\n%s\n", repos, want);
@@ -496,11 +497,12 @@ test_stores (void)
   ASSERT_OK (gr_distmeta_add (root, blob, d1, "docker.io/library/ubuntu", err_));
   ASSERT_OK (gr_distmeta_add (root, mdig, d1, "docker.io/library/other", err_));
   ASSERT_OK (gr_distmeta_add (root, blob, d1, "docker.io/library/ubuntu", err_));
-  cleanup_free char *v2 = read_str (root, "image/overlay2/distribution/v2metadata-by-diffid/sha256/%s", d1 + 7);
-  cleanup_free char *want_v2 = xasprintf (
-      "[{\"Digest\":\"%s\",\"SourceRepository\":\"docker.io/library/other\",\"HMAC\":\"\"},"
-      "{\"Digest\":\"%s\",\"SourceRepository\":\"docker.io/library/ubuntu\",\"HMAC\":\"\"}]",
-      mdig, blob);
+  cleanup_free char *v2
+      = read_str (root, "image/overlay2/distribution/v2metadata-by-diffid/sha256/%s", d1 + 7);
+  cleanup_free char *want_v2
+      = xasprintf ("[{\"Digest\":\"%s\",\"SourceRepository\":\"docker.io/library/other\",\"HMAC\":\"\"},"
+                   "{\"Digest\":\"%s\",\"SourceRepository\":\"docker.io/library/ubuntu\",\"HMAC\":\"\"}]",
+                   mdig, blob);
   CU_ASSERT_STRING_EQUAL (v2, want_v2);
   cleanup_free char *by = read_str (root, "image/overlay2/distribution/diffid-by-digest/sha256/%s", blob + 7);
   CU_ASSERT_STRING_EQUAL (by, d1);

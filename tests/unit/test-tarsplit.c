@@ -75,7 +75,8 @@ round_trip (const char *tar)
       cleanup_free char *back = xasprintf ("%s.back", tar);
       ASSERT_OK (disassemble (tar, ts, chunks[c], err_));
       CU_ASSERT_EQUAL_FATAL (sh ("cd %s && rm -rf %s && mkdir %s && tar -C %s -xf %s 2>/dev/null; true",
-                                 sandbox, dir, dir, dir, tar), 0);
+                                 sandbox, dir, dir, dir, tar),
+                             0);
       cleanup_close int tsfd = openat (sandbox_fd, ts, O_RDONLY);
       cleanup_close int root = openat (sandbox_fd, dir, O_RDONLY | O_DIRECTORY);
       cleanup_close int out = openat (sandbox_fd, back, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -84,46 +85,48 @@ round_trip (const char *tar)
     }
 }
 
-static const char *mktars_py =
-  "import tarfile, io, os, sys\n"
-  "def add(t, name, data=b'', **kw):\n"
-  "    ti = tarfile.TarInfo(name); ti.size = len(data); ti.mtime = 1700000000\n"
-  "    for k, v in kw.items(): setattr(ti, k, v)\n"
-  "    t.addfile(ti, io.BytesIO(data) if data else None)\n"
-  "def dir(t, name):\n"
-  "    ti = tarfile.TarInfo(name); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; t.addfile(ti)\n"
-  "long = 'd' * 60 + '/' + 'e' * 70 + '/' + 'f' * 120\n"
-  "for fmt, fn in ((tarfile.PAX_FORMAT, 'pax.tar'), (tarfile.GNU_FORMAT, 'gnu.tar'), (tarfile.USTAR_FORMAT, 'ustar.tar')):\n"
-  "    with tarfile.open(fn, 'w', format=fmt, encoding='utf-8', errors='surrogateescape') as t:\n"
-  "        dir(t, 'etc/')\n"
-  "        add(t, 'etc/hosts', b'127.0.0.1 localhost\\n' * 37, mode=0o644)\n"
-  "        add(t, 'empty', b'')\n"
-  "        add(t, 'etc/.wh.gone')\n"
-  "        add(t, 'link', type=tarfile.SYMTYPE, linkname='etc/hosts')\n"
-  "        add(t, 'hard', type=tarfile.LNKTYPE, linkname='etc/hosts')\n"
-  "        add(t, 'block512', b'x' * 512)\n"
-  "        add(t, 'quote\"<&>', b'q')\n"
-  "        if fmt != tarfile.USTAR_FORMAT:\n"
-  "            dir(t, 'd' * 60 + '/'); dir(t, 'd' * 60 + '/' + 'e' * 70 + '/')\n"
-  "            add(t, long, os.urandom(3000))\n"
-  "            add(t, 'caf\\u00e9-\\u2028', b'utf8')\n"
-  "            add(t, 'raw-\\udcff\\udcfe', b'not utf8')\n"
-  "            add(t, 'longlink', type=tarfile.SYMTYPE, linkname='z' * 200)\n"
-  "        else:\n"
-  "            dir(t, 'p' * 80 + '/'); add(t, 'p' * 80 + '/' + 'n' * 90, b'prefix')\n"
-  "        if fmt == tarfile.PAX_FORMAT:\n"
-  "            ti = tarfile.TarInfo('xattr'); ti.size = 2; ti.pax_headers = {'SCHILY.xattr.user.a': 'b'}\n"
-  "            t.addfile(ti, io.BytesIO(b'xa'))\n"
-  "data = open('pax.tar', 'rb').read()\n"
-  "open('trailing.tar', 'wb').write(data + b'\\0' * 3000 + b'garbage after the end')\n"
-  "open('noend.tar', 'wb').write(data[:data.rfind(b'xa') + 512 - (data.rfind(b'xa') % 512)])\n"
-  "open('trunc.tar', 'wb').write(data[:1200])\n"
-  "with tarfile.open('dup.tar', 'w') as t:\n"
-  "    add(t, 'a', b'1'); add(t, './a', b'2')\n"
-  "b = bytearray(open('ustar.tar', 'rb').read()); b[0] ^= 1\n"
-  "open('badsum.tar', 'wb').write(bytes(b))\n"
-  "with tarfile.open('global.tar', 'w', format=tarfile.PAX_FORMAT, pax_headers={'comment': 'hi'}) as t:\n"
-  "    add(t, 'g', b'global')\n";
+static const char *mktars_py
+    = "import tarfile, io, os, sys\n"
+      "def add(t, name, data=b'', **kw):\n"
+      "    ti = tarfile.TarInfo(name); ti.size = len(data); ti.mtime = 1700000000\n"
+      "    for k, v in kw.items(): setattr(ti, k, v)\n"
+      "    t.addfile(ti, io.BytesIO(data) if data else None)\n"
+      "def dir(t, name):\n"
+      "    ti = tarfile.TarInfo(name); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; t.addfile(ti)\n"
+      "long = 'd' * 60 + '/' + 'e' * 70 + '/' + 'f' * 120\n"
+      "for fmt, fn in ((tarfile.PAX_FORMAT, 'pax.tar'), (tarfile.GNU_FORMAT, 'gnu.tar'), "
+      "(tarfile.USTAR_FORMAT, 'ustar.tar')):\n"
+      "    with tarfile.open(fn, 'w', format=fmt, encoding='utf-8', errors='surrogateescape') as t:\n"
+      "        dir(t, 'etc/')\n"
+      "        add(t, 'etc/hosts', b'127.0.0.1 localhost\\n' * 37, mode=0o644)\n"
+      "        add(t, 'empty', b'')\n"
+      "        add(t, 'etc/.wh.gone')\n"
+      "        add(t, 'link', type=tarfile.SYMTYPE, linkname='etc/hosts')\n"
+      "        add(t, 'hard', type=tarfile.LNKTYPE, linkname='etc/hosts')\n"
+      "        add(t, 'block512', b'x' * 512)\n"
+      "        add(t, 'quote\"<&>', b'q')\n"
+      "        if fmt != tarfile.USTAR_FORMAT:\n"
+      "            dir(t, 'd' * 60 + '/'); dir(t, 'd' * 60 + '/' + 'e' * 70 + '/')\n"
+      "            add(t, long, os.urandom(3000))\n"
+      "            add(t, 'caf\\u00e9-\\u2028', b'utf8')\n"
+      "            add(t, 'raw-\\udcff\\udcfe', b'not utf8')\n"
+      "            add(t, 'longlink', type=tarfile.SYMTYPE, linkname='z' * 200)\n"
+      "        else:\n"
+      "            dir(t, 'p' * 80 + '/'); add(t, 'p' * 80 + '/' + 'n' * 90, b'prefix')\n"
+      "        if fmt == tarfile.PAX_FORMAT:\n"
+      "            ti = tarfile.TarInfo('xattr'); ti.size = 2; ti.pax_headers = {'SCHILY.xattr.user.a': "
+      "'b'}\n"
+      "            t.addfile(ti, io.BytesIO(b'xa'))\n"
+      "data = open('pax.tar', 'rb').read()\n"
+      "open('trailing.tar', 'wb').write(data + b'\\0' * 3000 + b'garbage after the end')\n"
+      "open('noend.tar', 'wb').write(data[:data.rfind(b'xa') + 512 - (data.rfind(b'xa') % 512)])\n"
+      "open('trunc.tar', 'wb').write(data[:1200])\n"
+      "with tarfile.open('dup.tar', 'w') as t:\n"
+      "    add(t, 'a', b'1'); add(t, './a', b'2')\n"
+      "b = bytearray(open('ustar.tar', 'rb').read()); b[0] ^= 1\n"
+      "open('badsum.tar', 'wb').write(bytes(b))\n"
+      "with tarfile.open('global.tar', 'w', format=tarfile.PAX_FORMAT, pax_headers={'comment': 'hi'}) as t:\n"
+      "    add(t, 'g', b'global')\n";
 
 static void
 test_make_tars (void)
@@ -136,14 +139,16 @@ test_make_tars (void)
   CU_ASSERT_EQUAL_FATAL (sh ("cd %s && python3 mk.py", sandbox), 0);
   /* a GNU tar archive too, with its own padding habits (10 KiB records) */
   CU_ASSERT_EQUAL_FATAL (sh ("cd %s && mkdir -p src/sub && printf hello > src/sub/f && "
-                             "ln -s f src/sub/l && tar --format=gnu -cf gnutar.tar src", sandbox), 0);
+                             "ln -s f src/sub/l && tar --format=gnu -cf gnutar.tar src",
+                             sandbox),
+                         0);
 }
 
 static void
 test_round_trips (void)
 {
-  const char *tars[] = { "pax.tar", "gnu.tar", "ustar.tar", "trailing.tar", "noend.tar",
-                         "global.tar", "gnutar.tar" };
+  const char *tars[]
+      = { "pax.tar", "gnu.tar", "ustar.tar", "trailing.tar", "noend.tar", "global.tar", "gnutar.tar" };
   for (size_t i = 0; i < sizeof (tars) / sizeof (tars[0]); i++)
     round_trip (tars[i]);
 }
@@ -221,7 +226,9 @@ test_crc_integrity (void)
   /* a changed file is caught when reassembling */
   ASSERT_OK (disassemble ("ustar.tar", "u.json.gz", 512, err_));
   CU_ASSERT_EQUAL_FATAL (sh ("cd %s && rm -rf u && mkdir u && tar -C u -xf ustar.tar && "
-                             "echo changed > u/block512", sandbox), 0);
+                             "echo changed > u/block512",
+                             sandbox),
+                         0);
   cleanup_close int tsfd = openat (sandbox_fd, "u.json.gz", O_RDONLY);
   cleanup_close int root = openat (sandbox_fd, "u", O_RDONLY | O_DIRECTORY);
   cleanup_close int out = openat (sandbox_fd, "u.back", O_WRONLY | O_CREAT | O_TRUNC, 0644);
