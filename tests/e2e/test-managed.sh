@@ -245,5 +245,40 @@ check "Home of the installed plugin is under its propagated mount" \
   test -d "$(managed_driver_home in)/diff" -a "$(find "$(managed_driver_home in)/diff" -mindepth 1 -maxdepth 1 | wc -l)" -gt 0
 phase "pull and run on the installed plugin"
 
+# ------------------------------------------------------------ 5. least privilege
+# The same plugin without CAP_SYS_ADMIN (its only added capability) must not
+# work: no mounts, no trusted.overlay.* xattrs.
+NOCAP=$N-nocap
+nocap_fails ()
+{
+  local dir=$E2E_WORK/nocap-dir out
+  cp -a "$MANAGED_DIR" "$dir" || return 1
+  python3 - "$dir/config.json" <<'PY' || return 1
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+assert c["linux"]["capabilities"] == ["CAP_SYS_ADMIN"], c["linux"]
+c["linux"]["capabilities"] = []
+json.dump(c, open(p, "w"))
+PY
+  dockerd_start nc vfs || return 1
+  dk nc plugin create "$NOCAP" "$dir" > /dev/null && dk nc plugin enable "$NOCAP" > /dev/null || return 1
+  MANAGED_EXTRA_IDS="$MANAGED_EXTRA_IDS $(managed_id nc "$NOCAP")"
+  dockerd_stop nc
+  if ! GR_PLUGIN_NAME=$NOCAP dockerd_start nc plugin 2> /dev/null; then
+    log "without CAP_SYS_ADMIN dockerd does not start on the plugin"
+    return 0
+  fi
+  dk nc load -q -i "$(image_tar base)" > /dev/null 2>&1
+  if out=$(dk nc run --rm --network none e2e/base:latest true 2>&1); then
+    log "without CAP_SYS_ADMIN a container still ran"
+    return 1
+  fi
+  log "without CAP_SYS_ADMIN: $out"
+}
+check "without CAP_SYS_ADMIN the plugin cannot run containers" nocap_fails
+dockerd_stop nc
+phase "least-privilege check"
+
 log "time: total $(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s, $E2E_CHECKS checks"
 e2e_finish
