@@ -56,7 +56,9 @@ ok () { CHECKS=$((CHECKS + 1)); }
 
 start_plugin ()
 {
-  "$PLUGIN_BIN" --socket "$SOCK" --log-level debug "$@" 2>>"$LOG" &
+  local level=(--log-level debug)
+  [ -n "${LOG_LEVEL:-}" ] && level=() # the environment sets it
+  "$PLUGIN_BIN" --socket "$SOCK" "${level[@]}" "$@" 2>>"$LOG" &
   PID=$!
   for _ in $(seq 100); do
     # (a stale socket may still be there: wait for an answer)
@@ -375,6 +377,25 @@ wait "$PID"
 rc=$?
 PID=""
 [ "$rc" = 0 ] && ok || fail "exit status $rc after the second SIGTERM"
+
+# ------------------------------------------------------------ CLI / env
+MOUNT_METHOD=bogus "$PLUGIN_BIN" --socket "$SOCK" 2>"$WORK/cli.log"
+[ $? = 2 ] && grep -q "mount method" "$WORK/cli.log" && ok || fail "MOUNT_METHOD=bogus: $(cat "$WORK/cli.log")"
+"$PLUGIN_BIN" --socket "$SOCK" --log-level chatty 2>"$WORK/cli.log"
+[ $? = 2 ] && grep -q "log level" "$WORK/cli.log" && ok || fail "--log-level chatty: $(cat "$WORK/cli.log")"
+[ -e "$SOCK" ] && fail "a refused start left a socket" || ok
+# LOG_LEVEL=error: quiet on success; --home-override wins over Init's Home.
+: >"$LOG"
+LOG_LEVEL=error start_plugin --home-override "$WORK/override"
+expect 200 '{"Err":""}' /GraphDriver.Init -d "{\"Home\":\"$HOME_DIR\"}"
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"o1"}'
+call /GraphDriver.Get -d '{"ID":"o1"}'
+case "$(json_field Dir)" in "$WORK/override"/*) ok ;; *) fail "--home-override: Get gave $BODY" ;; esac
+expect 200 '{"Err":""}' /GraphDriver.Put -d '{"ID":"o1"}'
+kill -TERM "$PID"
+wait "$PID"
+PID=""
+[ -s "$LOG" ] && fail "LOG_LEVEL=error still logged: $(head -3 "$LOG")" || ok
 
 if [ "$FAILED" != 0 ]; then
   echo "test-protocol: FAILED ($CHECKS checks passed)" >&2
