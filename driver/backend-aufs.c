@@ -612,7 +612,7 @@ aufs_changes (struct gr_driver *d, json_t **out, const char *id, const char *par
       if (lowers[opened] < 0)
         goto out;
     }
-  ret = gr_archive_changes (out, fd, lowers, n, priv (d)->whiteouts, err);
+  ret = gr_archive_changes_merged (out, fd, lowers, n, priv (d)->whiteouts, err);
 out:
   for (size_t i = 0; i < opened; i++)
     close (lowers[i]);
