@@ -16,6 +16,8 @@
 . "$(dirname "$0")/managed-lib.sh"
 managed_init managed
 
+# GR_MANAGED_IMAGES="base special" for a quicker run on fewer test images.
+E2E_IMAGES=${GR_MANAGED_IMAGES:-$E2E_IMAGES}
 N=$MANAGED_NAME
 GR_PLUGIN_NAME=$N
 # Exercise `docker plugin set` (the plugin must be disabled for it).
@@ -244,6 +246,19 @@ check "docker run on the installed plugin" test "$(run_out in | tr '\n' ' ')" = 
 check "Home of the installed plugin is under its propagated mount" \
   test -d "$(managed_driver_home in)/diff" -a "$(find "$(managed_driver_home in)/diff" -mindepth 1 -maxdepth 1 | wc -l)" -gt 0
 phase "pull and run on the installed plugin"
+
+# docker plugin upgrade replaces the rootfs and keeps the propagated mount.
+upgrade ()
+{
+  dk in plugin disable -f "$N" > /dev/null &&
+    dk in plugin upgrade --grant-all-permissions "$N" "$REF" > /dev/null &&
+    dk in plugin enable "$N" > /dev/null
+}
+check "docker plugin upgrade (disable -f, upgrade, enable)" upgrade
+dockerd_stop in
+dockerd_start in plugin || die "the fresh dockerd does not start after the upgrade"
+check "after the upgrade: the image is there and runs" test "$(run_out in | tr '\n' ' ')" = "hello /bin/sh "
+phase "plugin upgrade"
 
 # ------------------------------------------------------------ 5. least privilege
 # The same plugin without CAP_SYS_ADMIN (its only added capability) must not
