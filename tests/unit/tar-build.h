@@ -1,6 +1,6 @@
 /* Writing layer tars in tests: with libarchive's writer, or block by block
    for what it won't write (Go-style PAX records, damaged headers).  Files
-   go to the including program's `sandbox` / `sandbox_fd`.  */
+   go to the including program's `unit_sandbox` / `unit_sandbox_fd`.  */
 #ifndef GR_TAR_BUILD_H
 #define GR_TAR_BUILD_H
 
@@ -9,9 +9,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <string.h>
-
-extern char *sandbox;
-extern int sandbox_fd;
 
 #define T0 1600000000
 
@@ -22,7 +19,7 @@ tar_begin (const char *name)
 {
   struct archive *a = archive_write_new ();
   archive_write_set_format_pax (a);
-  cleanup_free char *path = xasprintf ("%s/%s", sandbox, name);
+  cleanup_free char *path = xasprintf ("%s/%s", unit_sandbox, name);
   if (archive_write_open_filename (a, path) != ARCHIVE_OK)
     {
       fprintf (stderr, "open %s: %s\n", path, archive_error_string (a));
@@ -168,7 +165,7 @@ raw_end (struct raw *r, const char *name)
   char zero[1024] = { 0 };
   gr_buf_append (&r->b, zero, sizeof (zero));
   gr_error_t err = NULL;
-  cleanup_close int fd = openat (sandbox_fd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  cleanup_close int fd = openat (unit_sandbox_fd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   CU_ASSERT_FATAL (fd >= 0);
   CU_ASSERT_FATAL (gr_write_all (fd, r->b.data, r->b.len, &err) == 0);
   gr_buf_free (&r->b);

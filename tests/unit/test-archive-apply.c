@@ -19,25 +19,6 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 
-char *sandbox;
-int sandbox_fd = -1;
-
-static int
-setup (void)
-{
-  sandbox = unit_mkdtemp ();
-  sandbox_fd = open (sandbox, O_RDONLY | O_DIRECTORY);
-  return sandbox_fd < 0;
-}
-
-static int
-teardown (void)
-{
-  close (sandbox_fd);
-  unit_rm_rf (sandbox);
-  free (sandbox);
-  return 0;
-}
 
 /* ---- applying and checking ---- */
 
@@ -61,15 +42,15 @@ new_case (const char *name)
   cleanup_free char *victim = xasprintf ("%s/victim", name);
   cleanup_free char *keep = xasprintf ("%s/victimdir/keep", name);
   cleanup_free char *vdir = xasprintf ("%s/victimdir", name);
-  if (gr_rm_rf_at (sandbox_fd, name, &err) < 0 || gr_mkdir_p_at (sandbox_fd, layer, 0755, &err) < 0
-      || gr_mkdir_p_at (sandbox_fd, vdir, 0755, &err) < 0
-      || write_plain (sandbox_fd, victim, "precious", 8, 0644, &err) < 0
-      || write_plain (sandbox_fd, keep, "keep", 4, 0644, &err) < 0)
+  if (gr_rm_rf_at (unit_sandbox_fd, name, &err) < 0 || gr_mkdir_p_at (unit_sandbox_fd, layer, 0755, &err) < 0
+      || gr_mkdir_p_at (unit_sandbox_fd, vdir, 0755, &err) < 0
+      || write_plain (unit_sandbox_fd, victim, "precious", 8, 0644, &err) < 0
+      || write_plain (unit_sandbox_fd, keep, "keep", 4, 0644, &err) < 0)
     {
       fprintf (stderr, "%s\n", gr_error_msg (&err));
       abort ();
     }
-  return openat (sandbox_fd, layer, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return openat (unit_sandbox_fd, layer, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 /* Nothing next to the layer changed.  */
@@ -80,16 +61,16 @@ assert_outside_intact (const char *name)
   cleanup_free char *keep = xasprintf ("%s/victimdir/keep", name);
   cleanup_free char *data = NULL;
   gr_error_t err = NULL;
-  CU_ASSERT_EQUAL_FATAL (gr_read_file_at (&data, NULL, sandbox_fd, victim, 0, &err), 0);
+  CU_ASSERT_EQUAL_FATAL (gr_read_file_at (&data, NULL, unit_sandbox_fd, victim, 0, &err), 0);
   CU_ASSERT_STRING_EQUAL (data, "precious");
   struct stat st;
-  CU_ASSERT_EQUAL (fstatat (sandbox_fd, victim, &st, AT_SYMLINK_NOFOLLOW), 0);
+  CU_ASSERT_EQUAL (fstatat (unit_sandbox_fd, victim, &st, AT_SYMLINK_NOFOLLOW), 0);
   CU_ASSERT_EQUAL (st.st_mode, S_IFREG | 0644);
   CU_ASSERT_EQUAL (st.st_nlink, 1);
   CU_ASSERT_EQUAL (st.st_uid, 0);
-  CU_ASSERT_EQUAL (fstatat (sandbox_fd, keep, &st, AT_SYMLINK_NOFOLLOW), 0);
+  CU_ASSERT_EQUAL (fstatat (unit_sandbox_fd, keep, &st, AT_SYMLINK_NOFOLLOW), 0);
   /* exactly layer, victim, victimdir */
-  cleanup_close int fd = openat (sandbox_fd, name, O_RDONLY | O_DIRECTORY);
+  cleanup_close int fd = openat (unit_sandbox_fd, name, O_RDONLY | O_DIRECTORY);
   cleanup_dir DIR *d = fdopendir (gr_steal_fd (fd));
   int n = 0;
   for (struct dirent *de; (de = readdir (d));)
@@ -102,7 +83,7 @@ assert_outside_intact (const char *name)
     }
   CU_ASSERT_EQUAL (n, 3);
   cleanup_free char *vdir = xasprintf ("%s/victimdir", name);
-  cleanup_close int vfd = openat (sandbox_fd, vdir, O_RDONLY | O_DIRECTORY);
+  cleanup_close int vfd = openat (unit_sandbox_fd, vdir, O_RDONLY | O_DIRECTORY);
   cleanup_dir DIR *vd = fdopendir (gr_steal_fd (vfd));
   n = 0;
   for (struct dirent *de; (de = readdir (vd));)
@@ -113,7 +94,7 @@ assert_outside_intact (const char *name)
 static int
 apply_file (int layer, const char *tarname, enum gr_whiteout_format f, gr_error_t *err)
 {
-  cleanup_close int fd = openat (sandbox_fd, tarname, O_RDONLY | O_CLOEXEC);
+  cleanup_close int fd = openat (unit_sandbox_fd, tarname, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return gr_make_error (err, errno, "open %s", tarname);
   struct gr_apply_opts opts = { .whiteouts = f };
@@ -436,7 +417,7 @@ test_parallel (void)
     {
       cleanup_free char *cn = xasprintf ("par-%d", i);
       ps[i].layer = new_case (cn);
-      ps[i].fd = openat (sandbox_fd, "names-par.tar", O_RDONLY | O_CLOEXEC);
+      ps[i].fd = openat (unit_sandbox_fd, "names-par.tar", O_RDONLY | O_CLOEXEC);
       CU_ASSERT_FATAL (ps[i].layer >= 0 && ps[i].fd >= 0);
     }
   for (int i = 0; i < N; i++)
@@ -479,7 +460,7 @@ test_schily_xattr (void)
   cleanup_close int l = new_case ("schily");
   ASSERT_OK (apply_file (l, "schily.tar", GR_WHITEOUT_OVERLAY, err_));
   char v[64];
-  cleanup_free char *path = xasprintf ("%s/schily/layer/bin", sandbox);
+  cleanup_free char *path = xasprintf ("%s/schily/layer/bin", unit_sandbox);
   CU_ASSERT_EQUAL (lgetxattr (path, "security.capability", v, sizeof (v)), (ssize_t) sizeof (cap));
   CU_ASSERT (memcmp (v, cap, sizeof (cap)) == 0);
   CU_ASSERT_EQUAL (lgetxattr (path, "trusted.overlay.opaque", v, sizeof (v)), -1);
@@ -811,7 +792,7 @@ test_replace (void)
 static void
 test_absolute_symlink_in_root (void)
 {
-  cleanup_free char *abs_case = xasprintf ("%s/insym", sandbox);
+  cleanup_free char *abs_case = xasprintf ("%s/insym", unit_sandbox);
   struct archive *a = tar_begin ("insym.tar");
   add_dir (a, "usr/lib", 0755);
   add_symlink (a, "lib", "/usr/lib");
@@ -824,7 +805,7 @@ test_absolute_symlink_in_root (void)
   cleanup_close int l = new_case ("insym");
   gr_error_t err = NULL;
   int r = apply_file (l, "insym.tar", GR_WHITEOUT_OVERLAY, &err);
-  /* host/victim: the layer has no <sandbox>/insym: created inside or refused */
+  /* host/victim: the layer has no <unit_sandbox>/insym: created inside or refused */
   if (r < 0)
     fprintf (stderr, "\n(insym: %s)\n", gr_error_msg (&err));
   gr_error_release (&err);
@@ -1007,7 +988,7 @@ test_hostile (void)
     {
       const struct hostile *h = &hostiles[i];
       cleanup_free char *case_name = xasprintf ("hostile-%s", h->name);
-      cleanup_free char *case_path = xasprintf ("%s/%s", sandbox, case_name);
+      cleanup_free char *case_path = xasprintf ("%s/%s", unit_sandbox, case_name);
       cleanup_free char *tarname = xasprintf ("%s.tar", case_name);
       struct archive *a = tar_begin (tarname);
       h->build (a, case_path);
@@ -1045,7 +1026,7 @@ test_contained (void)
   for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++)
     {
       cleanup_free char *case_name = xasprintf ("contained-%s", cases[i].name);
-      cleanup_free char *case_path = xasprintf ("%s/%s", sandbox, case_name);
+      cleanup_free char *case_path = xasprintf ("%s/%s", unit_sandbox, case_name);
       cleanup_free char *tarname = xasprintf ("%s.tar", case_name);
       struct archive *a = tar_begin (tarname);
       cases[i].build (a, case_path);
@@ -1059,12 +1040,12 @@ test_contained (void)
       assert_outside_intact (case_name);
     }
   /* the hardlink is a link to the symlink itself, not to its target */
-  cleanup_close int l = openat (sandbox_fd, "contained-hardlink-to-symlink/layer", O_RDONLY | O_DIRECTORY);
+  cleanup_close int l = openat (unit_sandbox_fd, "contained-hardlink-to-symlink/layer", O_RDONLY | O_DIRECTORY);
   struct stat st;
   CU_ASSERT_EQUAL (fstatat (l, "h", &st, AT_SYMLINK_NOFOLLOW), 0);
   CU_ASSERT (S_ISLNK (st.st_mode));
   CU_ASSERT_EQUAL (st.st_nlink, 2);
-  cleanup_close int l2 = openat (sandbox_fd, "contained-symlink-then-file/layer", O_RDONLY | O_DIRECTORY);
+  cleanup_close int l2 = openat (unit_sandbox_fd, "contained-symlink-then-file/layer", O_RDONLY | O_DIRECTORY);
   CU_ASSERT_EQUAL (fstatat (l2, "x", &st, AT_SYMLINK_NOFOLLOW), 0);
   CU_ASSERT_EQUAL (st.st_mode, S_IFREG | 0777);
 }
@@ -1081,15 +1062,15 @@ test_truncated_and_garbage (void)
   tar_end (a);
   cleanup_free char *full = NULL;
   size_t len = 0;
-  ASSERT_OK (gr_read_file_at (&full, &len, sandbox_fd, "full.tar", 0, err_));
+  ASSERT_OK (gr_read_file_at (&full, &len, unit_sandbox_fd, "full.tar", 0, err_));
   CU_ASSERT_FATAL (len > 60000);
 
   /* cut in the middle of the data */
-  ASSERT_OK (gr_write_file_atomic (sandbox_fd, "cut.tar", full, 50000, 0644, err_));
+  ASSERT_OK (gr_write_file_atomic (unit_sandbox_fd, "cut.tar", full, 50000, 0644, err_));
   cleanup_close int l = new_case ("truncated");
   assert_refused (l, "cut.tar", GR_WHITEOUT_OVERLAY, "runcated");
   /* cut in the middle of a header */
-  ASSERT_OK (gr_write_file_atomic (sandbox_fd, "cut2.tar", full, 300, 0644, err_));
+  ASSERT_OK (gr_write_file_atomic (unit_sandbox_fd, "cut2.tar", full, 300, 0644, err_));
   cleanup_close int l2 = new_case ("truncated2");
   assert_refused (l2, "cut2.tar", GR_WHITEOUT_OVERLAY, "layer tar");
   /* a damaged header after a good entry */
@@ -1099,18 +1080,18 @@ test_truncated_and_garbage (void)
       after = off;
   CU_ASSERT_FATAL (after > 0);
   memset (full + after + 100, 'Q', 50);
-  ASSERT_OK (gr_write_file_atomic (sandbox_fd, "damaged.tar", full, len, 0644, err_));
+  ASSERT_OK (gr_write_file_atomic (unit_sandbox_fd, "damaged.tar", full, len, 0644, err_));
   cleanup_close int l3 = new_case ("damaged");
   assert_refused (l3, "damaged.tar", GR_WHITEOUT_OVERLAY, "layer tar");
   /* garbage */
   char junk[4096];
   memset (junk, 'A', sizeof (junk));
-  ASSERT_OK (gr_write_file_atomic (sandbox_fd, "junk.tar", junk, sizeof (junk), 0644, err_));
+  ASSERT_OK (gr_write_file_atomic (unit_sandbox_fd, "junk.tar", junk, sizeof (junk), 0644, err_));
   cleanup_close int l4 = new_case ("junk");
   assert_refused (l4, "junk.tar", GR_WHITEOUT_OVERLAY, "layer tar");
   assert_outside_intact ("junk");
   /* an empty stream is an empty layer */
-  ASSERT_OK (gr_write_file_atomic (sandbox_fd, "empty.tar", "", 0, 0644, err_));
+  ASSERT_OK (gr_write_file_atomic (unit_sandbox_fd, "empty.tar", "", 0, 0644, err_));
   cleanup_close int l5 = new_case ("empty");
   ASSERT_OK (apply_file (l5, "empty.tar", GR_WHITEOUT_OVERLAY, err_));
 }
@@ -1124,15 +1105,15 @@ test_drain (void)
   tar_end (a);
   cleanup_free char *tar = NULL;
   size_t len = 0;
-  ASSERT_OK (gr_read_file_at (&tar, &len, sandbox_fd, "drain.tar", 0, err_));
+  ASSERT_OK (gr_read_file_at (&tar, &len, unit_sandbox_fd, "drain.tar", 0, err_));
   size_t junk = 1 << 20;
   tar = xrealloc (tar, len + junk);
   memset (tar + len, 0, junk);
   memcpy (tar + len + 5000, "trailing", 8);
 
   /* a file: the offset ends at its size */
-  ASSERT_OK (gr_write_file_atomic (sandbox_fd, "drain-junk.tar", tar, len + junk, 0644, err_));
-  cleanup_close int fd = openat (sandbox_fd, "drain-junk.tar", O_RDONLY);
+  ASSERT_OK (gr_write_file_atomic (unit_sandbox_fd, "drain-junk.tar", tar, len + junk, 0644, err_));
+  cleanup_close int fd = openat (unit_sandbox_fd, "drain-junk.tar", O_RDONLY);
   cleanup_close int l = new_case ("drain");
   struct gr_apply_opts opts = { .whiteouts = GR_WHITEOUT_OVERLAY };
   ASSERT_OK (gr_archive_apply (l, fd, &opts, err_));
@@ -1184,7 +1165,7 @@ test_sparse (void)
   archive_entry_free (e);
   tar_end (a);
   struct stat tst;
-  CU_ASSERT_EQUAL (fstatat (sandbox_fd, "sparse.tar", &tst, 0), 0);
+  CU_ASSERT_EQUAL (fstatat (unit_sandbox_fd, "sparse.tar", &tst, 0), 0);
   CU_ASSERT (tst.st_size < 1 << 20); /* the writer did write it sparse */
 
   cleanup_close int l = new_case ("sparse");
@@ -1210,7 +1191,7 @@ test_sparse (void)
 static void
 test_fuzz (void)
 {
-  cleanup_free char *case_path = xasprintf ("%s/fuzz", sandbox);
+  cleanup_free char *case_path = xasprintf ("%s/fuzz", unit_sandbox);
   struct archive *a = tar_begin ("fuzz-base.tar");
   add_dir (a, "d", 0755);
   add_file (a, "d/f", 0644, "f");
@@ -1227,7 +1208,7 @@ test_fuzz (void)
   tar_end (a);
   cleanup_free char *base = NULL;
   size_t len = 0;
-  ASSERT_OK (gr_read_file_at (&base, &len, sandbox_fd, "fuzz-base.tar", 0, err_));
+  ASSERT_OK (gr_read_file_at (&base, &len, unit_sandbox_fd, "fuzz-base.tar", 0, err_));
   static const char alphabet[] = "../avhostwi\0";
   static const char types[] = "0125346x";
   unsigned seed = 12345;
@@ -1259,7 +1240,7 @@ test_fuzz (void)
               sum += (unsigned char) t[blk + i];
             snprintf (t + blk + 148, 8, "%06o", sum);
           }
-      ASSERT_OK (write_plain (sandbox_fd, "fuzz.tar", t, len, 0644, err_));
+      ASSERT_OK (write_plain (unit_sandbox_fd, "fuzz.tar", t, len, 0644, err_));
       cleanup_close int l = new_case ("fuzz");
       const enum gr_whiteout_format fs[] = { GR_WHITEOUT_AUFS, GR_WHITEOUT_OVERLAY, GR_WHITEOUT_DELETE };
       gr_error_t err = NULL;
@@ -1365,7 +1346,7 @@ test_roundtrip_with_diff (void)
       ASSERT_OK (apply_file (l1, "wh.tar", fs[i], err_));
       ASSERT_OK (apply_file (l1, "recreate.tar", fs[i], err_));
       {
-        cleanup_close int out = openat (sandbox_fd, tarname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        cleanup_close int out = openat (unit_sandbox_fd, tarname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         CU_ASSERT_FATAL (out >= 0);
         ASSERT_OK (gr_archive_diff (out, l1, fs[i], err_));
       }
@@ -1375,14 +1356,14 @@ test_roundtrip_with_diff (void)
       /* and its diff is the same tar, byte for byte */
       cleanup_free char *tar2 = xasprintf ("rt-%d-again.tar", i);
       {
-        cleanup_close int out = openat (sandbox_fd, tar2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        cleanup_close int out = openat (unit_sandbox_fd, tar2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         CU_ASSERT_FATAL (out >= 0);
         ASSERT_OK (gr_archive_diff (out, l2, fs[i], err_));
       }
       cleanup_free char *t1 = NULL, *t2 = NULL;
       size_t n1 = 0, n2 = 0;
-      ASSERT_OK (gr_read_file_at (&t1, &n1, sandbox_fd, tarname, 0, err_));
-      ASSERT_OK (gr_read_file_at (&t2, &n2, sandbox_fd, tar2, 0, err_));
+      ASSERT_OK (gr_read_file_at (&t1, &n1, unit_sandbox_fd, tarname, 0, err_));
+      ASSERT_OK (gr_read_file_at (&t2, &n2, unit_sandbox_fd, tar2, 0, err_));
       CU_ASSERT (n1 == n2 && memcmp (t1, t2, n1) == 0);
     }
 }
@@ -1393,7 +1374,7 @@ main (void)
   UNIT_REQUIRE_ROOT ();
   if (CU_initialize_registry () != CUE_SUCCESS)
     return 1;
-  CU_pSuite s = CU_add_suite ("archive-apply", setup, teardown);
+  CU_pSuite s = CU_add_suite ("archive-apply", unit_sandbox_setup, unit_sandbox_teardown);
   CU_add_test (s, "entry types and attributes", test_types);
   CU_add_test (s, "raw and non-UTF-8 names", test_raw_names);
   CU_add_test (s, "SCHILY xattrs", test_schily_xattr);

@@ -9,33 +9,14 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-static char *sandbox;
-static int sandbox_fd = -1;
 static int dir_no;
-
-static int
-setup (void)
-{
-  sandbox = unit_mkdtemp ();
-  sandbox_fd = open (sandbox, O_RDONLY | O_DIRECTORY);
-  return sandbox_fd < 0;
-}
-
-static int
-teardown (void)
-{
-  close (sandbox_fd);
-  unit_rm_rf (sandbox);
-  free (sandbox);
-  return 0;
-}
 
 static int
 new_dir (void)
 {
   char *name = xasprintf ("d%d", dir_no++);
-  CU_ASSERT_FATAL (mkdirat (sandbox_fd, name, 0755) == 0);
-  int fd = openat (sandbox_fd, name, O_RDONLY | O_DIRECTORY);
+  CU_ASSERT_FATAL (mkdirat (unit_sandbox_fd, name, 0755) == 0);
+  int fd = openat (unit_sandbox_fd, name, O_RDONLY | O_DIRECTORY);
   CU_ASSERT_FATAL (fd >= 0);
   free (name);
   return fd;
@@ -470,7 +451,7 @@ main (void)
   UNIT_REQUIRE_ROOT ();
   if (CU_initialize_registry () != CUE_SUCCESS)
     return 2;
-  CU_pSuite s = CU_add_suite ("archive-changes", setup, teardown);
+  CU_pSuite s = CU_add_suite ("archive-changes", unit_sandbox_setup, unit_sandbox_teardown);
   CU_add_test (s, "aufs: add, modify, delete, unchanged dirs, opaque, internals", test_changes_aufs);
   CU_add_test (s, "overlay: char 0/0, opaque xattr", test_changes_overlay);
   CU_add_test (s, "lower path under a file or a symlink loop", test_changes_lower_not_dir);

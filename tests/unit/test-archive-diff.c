@@ -16,40 +16,27 @@
 #include <sys/un.h>
 #include <sys/xattr.h>
 
-static char *sandbox;
-static int sandbox_fd = -1;
 static int layer_no;
 static char *last_tar; /* the bytes of the last diff_and_read */
 
 static int
-setup (void)
-{
-  sandbox = unit_mkdtemp ();
-  sandbox_fd = open (sandbox, O_RDONLY | O_DIRECTORY);
-  return sandbox_fd < 0;
-}
-
-static int
 teardown (void)
 {
-  close (sandbox_fd);
   free (last_tar);
   last_tar = NULL;
-  unit_rm_rf (sandbox);
-  free (sandbox);
-  return 0;
+  return unit_sandbox_teardown ();
 }
 
-/* A fresh layer directory in the sandbox; *PATH gets its absolute path.  */
+/* A fresh layer directory in the unit_sandbox; *PATH gets its absolute path.  */
 static int
 new_layer (char **path)
 {
   char *name = xasprintf ("layer%d", layer_no++);
-  CU_ASSERT_FATAL (mkdirat (sandbox_fd, name, 0755) == 0);
-  int fd = openat (sandbox_fd, name, O_RDONLY | O_DIRECTORY);
+  CU_ASSERT_FATAL (mkdirat (unit_sandbox_fd, name, 0755) == 0);
+  int fd = openat (unit_sandbox_fd, name, O_RDONLY | O_DIRECTORY);
   CU_ASSERT_FATAL (fd >= 0);
   if (path)
-    *path = xasprintf ("%s/%s", sandbox, name);
+    *path = xasprintf ("%s/%s", unit_sandbox, name);
   free (name);
   return fd;
 }
@@ -666,7 +653,7 @@ main (void)
   signal (SIGPIPE, SIG_IGN);
   if (CU_initialize_registry () != CUE_SUCCESS)
     return 2;
-  CU_pSuite s = CU_add_suite ("archive-diff", setup, teardown);
+  CU_pSuite s = CU_add_suite ("archive-diff", unit_sandbox_setup, teardown);
   CU_add_test (s, "aufs layer: every file type, links, xattrs, names, internals", test_diff_aufs);
   CU_add_test (s, "overlay layer: whiteouts and opaque dirs converted", test_diff_overlay);
   CU_add_test (s, "empty layer and end blocks", test_diff_empty);

@@ -7,37 +7,18 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-static char *sandbox;
-static int sandbox_fd = -1;
 
-static int
-setup (void)
-{
-  sandbox = unit_mkdtemp ();
-  sandbox_fd = open (sandbox, O_RDONLY | O_DIRECTORY);
-  return sandbox_fd < 0;
-}
-
-static int
-teardown (void)
-{
-  close (sandbox_fd);
-  unit_rm_rf (sandbox);
-  free (sandbox);
-  return 0;
-}
-
-/* A fresh directory NAME in the sandbox, opened.  */
+/* A fresh directory NAME in the unit_sandbox, opened.  */
 static int
 fresh_dir (const char *name)
 {
   gr_error_t err = NULL;
-  if (gr_rm_rf_at (sandbox_fd, name, &err) < 0 || gr_mkdir_p_at (sandbox_fd, name, 0755, &err) < 0)
+  if (gr_rm_rf_at (unit_sandbox_fd, name, &err) < 0 || gr_mkdir_p_at (unit_sandbox_fd, name, 0755, &err) < 0)
     {
       fprintf (stderr, "%s\n", gr_error_msg (&err));
       abort ();
     }
-  return openat (sandbox_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return openat (unit_sandbox_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 static void
@@ -209,7 +190,7 @@ main (void)
   UNIT_REQUIRE_ROOT ();
   if (CU_initialize_registry () != CUE_SUCCESS)
     return 1;
-  CU_pSuite s = CU_add_suite ("whiteout", setup, teardown);
+  CU_pSuite s = CU_add_suite ("whiteout", unit_sandbox_setup, unit_sandbox_teardown);
   CU_add_test (s, "format names", test_format_names);
   CU_add_test (s, "classify names", test_classify);
   CU_add_test (s, "overlay whiteout file", test_overlay_file);

@@ -51,6 +51,32 @@ unit_rm_rf (const char *path)
   free (cmd);
 }
 
+/* The current suite's sandbox: a fresh temp dir and an fd on it, made by
+   unit_sandbox_setup and removed by unit_sandbox_teardown (the CUnit suite
+   init/cleanup functions).  */
+char *unit_sandbox;
+int unit_sandbox_fd = -1;
+
+static inline int
+unit_sandbox_setup (void)
+{
+  unit_sandbox = unit_mkdtemp ();
+  unit_sandbox_fd = open (unit_sandbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return unit_sandbox_fd < 0;
+}
+
+static inline int
+unit_sandbox_teardown (void)
+{
+  if (unit_sandbox_fd >= 0)
+    close (unit_sandbox_fd);
+  unit_sandbox_fd = -1;
+  unit_rm_rf (unit_sandbox);
+  free (unit_sandbox);
+  unit_sandbox = NULL;
+  return 0;
+}
+
 /* Run the registry; exit status: 0 all passed, 1 failures, 77 skipped.  */
 static inline int
 unit_run (void)
