@@ -8,28 +8,17 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-static char *sandbox;
-
-static int
-setup (void)
-{
-  sandbox = unit_mkdtemp ();
-  return 0;
-}
-
 static int
 teardown (void)
 {
-  gr_unmount_below (sandbox, NULL);
-  unit_rm_rf (sandbox);
-  free (sandbox);
-  return 0;
+  gr_unmount_below (unit_sandbox, NULL);
+  return unit_sandbox_teardown ();
 }
 
 static struct gr_driver *
 open_driver (const char *name)
 {
-  cleanup_free char *home = xasprintf ("%s/%s", sandbox, name);
+  cleanup_free char *home = xasprintf ("%s/%s", unit_sandbox, name);
   struct gr_driver *d = NULL;
   struct gr_driver_opts opts = { .mount_method = "overlay" };
   ASSERT_OK (gr_driver_open (&d, "aufs", home, &opts, err_));
@@ -217,8 +206,8 @@ static void
 test_convert_aufs_root (void)
 {
   /* A root left by Docker's own aufs driver: .wh. files, no format record.  */
-  cleanup_free char *home = xasprintf ("%s/legacy", sandbox);
-  cleanup_close int sfd = open (sandbox, O_RDONLY | O_DIRECTORY);
+  cleanup_free char *home = xasprintf ("%s/legacy", unit_sandbox);
+  int sfd = unit_sandbox_fd;
   ASSERT_OK (gr_mkdir_p_at (sfd, "legacy/layers", 0700, err_));
   ASSERT_OK (gr_mkdir_p_at (sfd, "legacy/diff/base/etc/keep", 0755, err_));
   ASSERT_OK (gr_mkdir_p_at (sfd, "legacy/diff/top/etc/keep", 0755, err_));
@@ -271,7 +260,7 @@ main (void)
     }
   if (CU_initialize_registry () != CUE_SUCCESS)
     return 1;
-  CU_pSuite s = CU_add_suite ("aufs backend", setup, teardown);
+  CU_pSuite s = CU_add_suite ("aufs backend", unit_sandbox_setup, teardown);
   CU_add_test (s, "layout and id checks", test_layout);
   CU_add_test (s, "get/put refcounts and mounts", test_get_put);
   CU_add_test (s, "127-deep chain mounts", test_deep_chain);
