@@ -18,7 +18,8 @@ layer_lists ()
   dk "$d" save "$img" | tar -C "$t" -xf - || return 1
   for l in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))[0]["Layers"]))' "$t/manifest.json"); do
     echo "== layer $n"
-    tarlist "$t/$l" || return 1
+    # modes without the type bits: the diff-commit test checks the headers
+    tarlist --perm-only "$t/$l" || return 1
     n=$((n + 1))
   done
   rm -rf "$t"
