@@ -46,7 +46,6 @@ mkdir -p "$E2E_WORK/ctx"
 cat > "$E2E_WORK/ctx/Dockerfile" <<'DOCKERFILE'
 FROM demo/busybox:base
 RUN mkdir -p /srv && echo "Hello from a container on aufs-graphdriver" > /srv/greeting && rm /bin/vi
-RUN echo "layers: $(cat /proc/mounts | grep -c ' / ')" > /srv/mounts
 CMD ["sh", "-c", "cat /srv/greeting; echo \"its root: $(grep ' / ' /proc/mounts | cut -d' ' -f1,3)\"; uname -sr"]
 DOCKERFILE
 dk demo build -t demo/hello "$E2E_WORK/ctx" || die "docker build"
