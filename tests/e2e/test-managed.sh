@@ -132,7 +132,9 @@ dk pl stop -t 1 keep > /dev/null
 # diff and commit, same on both daemons
 change ()
 {
-  dk "$1" run --network none --name chg e2e/special:latest sh -c \
+  local img=e2e/base:latest
+  case " $IMAGES " in *" special "*) img=e2e/special:latest ;; esac
+  dk "$1" run --network none --name chg "$img" sh -c \
     'rm -rf /etc/passwd /data/dir1 2>/dev/null; mkdir -p /new/d; echo x > /new/d/f; ln /new/d/f /new/hl; ln -s ../x /new/sl; chmod 4755 /new/d/f' \
     > /dev/null 2>&1 || true
   dk "$1" diff chg | sort > "$E2E_WORK/$1.diff"
