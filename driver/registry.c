@@ -558,6 +558,7 @@ describe_error (long status, const struct gr_buf *body)
 }
 
 static int fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err);
+static int setup_auth (struct gr_registry *r, const char *www_auth, gr_error_t *err);
 
 /* One request with redirects and one auth refresh.  Transport errors and
    the final status go to the caller.  */
@@ -590,14 +591,25 @@ http_do (struct gr_registry *r, const char *path, const struct request *req,
         }
       if (resp->status == 401 && send_auth && !auth_retried && !req->no_auth)
         {
-          bool bearer;
+          enum auth_kind kind;
           pthread_mutex_lock (&r->lock);
-          bearer = r->auth == AUTH_BEARER;
+          kind = r->auth;
           pthread_mutex_unlock (&r->lock);
-          if (bearer)
+          if (kind == AUTH_BEARER)
             {
               auth_retried = true;
               if (fetch_token (r, gen, err) < 0)
+                return -1;
+              hop--;
+              continue;
+            }
+          if (kind == AUTH_NONE && resp->www_auth)
+            {
+              /* /v2/ was open but this repository is not: set up auth
+                 from this challenge and try once more.  */
+              cleanup_free char *www = xstrdup (resp->www_auth);
+              auth_retried = true;
+              if (setup_auth (r, www, err) < 0)
                 return -1;
               hop--;
               continue;
@@ -1037,17 +1049,20 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
       ret = http_request (r, path, &req, &resp, what, err);
       if (ret < 0)
         {
-          bool not_found = resp.status == 404;
+          long st = resp.status;
           response_clear (&resp);
-          if (not_found)
+          if (st == 404)
             {
               gr_error_release (err);
               return gr_make_error (err, ENOENT, "manifest for %s/%s:%s not found: manifest unknown",
                                     r->domain, r->path, tag_or_digest);
             }
-          return -1;
+          /* A registry without HEAD support: resolve with GET below.  */
+          if (st != 405 && st != 400 && st != 501)
+            return -1;
+          gr_error_release (err);
         }
-      if (resp.docker_digest && gr_digest_valid (resp.docker_digest))
+      else if (resp.docker_digest && gr_digest_valid (resp.docker_digest))
         dgst = xstrdup (resp.docker_digest);
       response_clear (&resp);
       if (dgst == NULL)
@@ -1069,6 +1084,15 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
             }
           char hex[GR_SHA256_HEX_LEN + 1];
           gr_sha256_final (hs.h, hex);
+          if (resp.docker_digest && gr_digest_valid (resp.docker_digest)
+              && strcmp (resp.docker_digest + 7, hex) != 0)
+            {
+              gr_make_error (err, EINVAL, "%s: Docker-Content-Digest %s but the content is sha256:%s",
+                             what, resp.docker_digest, hex);
+              gr_buf_free (&b);
+              response_clear (&resp);
+              return -1;
+            }
           *digest = xasprintf ("sha256:%s", hex);
           *media_type = resp.content_type ? xstrdup (resp.content_type) : NULL;
           response_clear (&resp);

@@ -25,6 +25,9 @@ misbehaves according to MODE:
                  come from GET /token?service=fake&scope=repository:x:pull
                  with Basic u:p (answered as {"token"})
   bearer-anon    the same, tokens given anonymously (as {"access_token"})
+  lazy-bearer    like bearer-anon, but GET /v2/ answers 200 without a token:
+                 the challenge only comes on the repository's endpoints
+  no-head        HEAD on manifests answers 405 (GET works)
   slow           layer blobs trickle (64 KiB every 50 ms), for kill tests
 
 Every request is logged to LOG (default stderr) as "METHOD PATH STATUS".
@@ -125,7 +128,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}',
                                  {"WWW-Authenticate": 'Basic realm="fake"'})
         p = self.path.split("?")[0]
-        if MODE in ("bearer", "bearer-anon"):
+        if MODE == "no-head" and self.command == "HEAD" and "/manifests/" in p:
+            return self.send(405, b"")
+        if MODE in ("bearer", "bearer-anon", "lazy-bearer"):
             if p == "/token":
                 q = dict(x.split("=", 1) for x in self.path.split("?", 1)[1].split("&"))
                 LOGF.write("TOKEN %s %s\n" % (self.path, auth))
@@ -133,12 +138,12 @@ class H(http.server.BaseHTTPRequestHandler):
                     return self.send(400, b"bad token request")
                 if q.get("scope") != "repository%3Ax%3Apull" and q.get("scope") != "repository:x:pull":
                     return self.send(400, b"bad scope")
-                if MODE == "bearer-anon":
+                if MODE in ("bearer-anon", "lazy-bearer"):
                     return self.send(200, json.dumps({"access_token": "tok-u"}).encode())
                 if auth == AUTH:
                     return self.send(200, json.dumps({"token": "tok-u", "expires_in": 60}).encode())
                 return self.send(401, b'{"details":"incorrect username or password"}')
-            if auth != "Bearer tok-u":
+            if auth != "Bearer tok-u" and not (MODE == "lazy-bearer" and p == "/v2/"):
                 return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}',
                                  {"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:%d/token",'
                                   'service="fake",scope="repository:x:pull"' % PORT})

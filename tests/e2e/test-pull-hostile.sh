@@ -66,6 +66,10 @@ check "redirect-host: no Authorization sent to the other host" bash -c '! grep -
 expect_ok bearer --username u --password-stdin < <(echo p)
 check "bearer: token fetched with credentials" grep -q "^TOKEN .* Basic dTpw" "$E2E_WORK/fake.log"
 expect_ok bearer-anon
+expect_ok lazy-bearer
+check "lazy-bearer: a token was fetched after the repository's challenge" grep -q "^TOKEN" "$E2E_WORK/fake.log"
+expect_ok no-head
+check "no-head: the manifest was resolved with GET after HEAD's 405" grep -q "^GET .*/manifests/t 200" "$E2E_WORK/fake.log"
 expect_fail bearer "unauthorized"
 
 # Credentials from a docker config.json (auths, base64 "u:p").
