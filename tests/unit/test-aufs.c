@@ -137,6 +137,7 @@ test_get_put (void)
   ASSERT_OK (d->ops->put (d, "rw", err_));
 
   /* Remove of a mounted layer unmounts it */
+  free (p2);
   ASSERT_OK (d->ops->get (d, &p2, "rw", err_));
   ASSERT_OK (d->ops->remove (d, "rw", err_));
   CU_ASSERT (! gr_mount_is_mountpoint (p1));
@@ -197,6 +198,7 @@ test_crash_recovery (void)
   CU_ASSERT_EQUAL (fstatat (d->home_fd, "diff/dead-removing", &st, 0), -1);
   CU_ASSERT_EQUAL (fstatat (d->home_fd, "mnt/dead-removing", &st, 0), -1);
   CU_ASSERT (d->ops->exists (d, "rw"));
+  free (path);
   ASSERT_OK (d->ops->get (d, &path, "rw", err_));
   ASSERT_OK (d->ops->put (d, "rw", err_));
   gr_driver_free (d);
