@@ -25,9 +25,11 @@
    layer root (`.wh..wh.aufs`, `.wh..wh.orph`, `.wh..wh.plnk` and what is
    below them) are left out.
 
+   The ustar mode field carries the file type bits as Go writes them
+   (040755), but for the overlay whiteout entries (permission bits only).
    Known differences from moby's bytes (the entries read back the same):
-   the ustar mode field holds only the permission bits (Go adds the file
-   type bits); libarchive starts pax records earlier for big uids/gids
+   libarchive formats numeric fields its own way ("000644 " vs Go's
+   "0000644"); libarchive starts pax records earlier for big uids/gids
    (2^18, Go 2^21) and mtimes past 2038, and marks non-UTF-8 names with
    hdrcharset=BINARY; an overlay whiteout that shares its inode with an
    earlier one is a plain `.wh.` file (moby leaves the first whiteout's
@@ -50,7 +52,6 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-#define DIFF_BLOCK_SIZE (128 * 1024)
 #define DIFF_COPY_SIZE (256 * 1024)
 #define CAP_XATTR "security.capability"
 
@@ -214,6 +215,8 @@ struct diff_ctx
   struct link_table links;
   char *buf;         /* DIFF_COPY_SIZE */
   struct gr_buf rel; /* path of the current entry, relative to the root */
+  bool in_header;    /* inside archive_write_header: collect into hdr */
+  struct gr_buf hdr; /* the bytes of the header being written */
 };
 
 static la_ssize_t
@@ -225,6 +228,11 @@ write_cb (struct archive *a, void *data, const void *buf, size_t len)
       /* no end blocks after a failure: a cut tar must not look whole */
       archive_set_error (a, ECANCELED, "layer tar abandoned");
       return -1;
+    }
+  if (c->in_header)
+    {
+      gr_buf_append (&c->hdr, buf, len);
+      return (la_ssize_t)len;
     }
   if (gr_write_all (c->out_fd, buf, len, &c->write_err) < 0)
     {
@@ -297,11 +305,46 @@ add_capability (struct archive_entry *e, int fd, int dirfd, const char *name)
   archive_entry_xattr_add_entry (e, CAP_XATTR, val, (size_t)n);
 }
 
-static int
-write_header (struct diff_ctx *c, struct archive_entry *e, gr_error_t *err)
+/* Go's archive/tar (so moby) puts the file type bits in the ustar mode
+   field (040755 for a directory); libarchive writes only the permission
+   bits.  Rewrite the field of the entry's ustar header block (the last
+   block the header wrote: pax records come before it) and its checksum.  */
+static void
+set_mode_type_bits (struct diff_ctx *c, mode_t mode)
 {
-  if (archive_write_header (c->a, e) < ARCHIVE_WARN)
+  if (c->hdr.len < 512 || c->hdr.len % 512 != 0)
+    return;
+  unsigned char *h = (unsigned char *)c->hdr.data + c->hdr.len - 512;
+  char field[9];
+  snprintf (field, sizeof (field), "%07o", (unsigned)mode & 07777777);
+  memcpy (h + 100, field, 8); /* 7 digits and the NUL, as Go writes it */
+  unsigned sum = 0;
+  memset (h + 148, ' ', 8);
+  for (int i = 0; i < 512; i++)
+    sum += h[i];
+  snprintf (field, sizeof (field), "%06o", sum & 0777777);
+  memcpy (h + 148, field, 7); /* 6 digits, NUL, space: libarchive's form */
+}
+
+/* Write E's header.  PERM_ONLY: the mode field keeps the permission bits
+   alone (moby's overlay whiteout entries); else the type bits are added
+   as Go's FileInfoHeader does.  */
+static int
+write_header (struct diff_ctx *c, struct archive_entry *e, bool perm_only, gr_error_t *err)
+{
+  gr_buf_reset (&c->hdr);
+  c->in_header = true;
+  int r = archive_write_header (c->a, e);
+  c->in_header = false;
+  if (r < ARCHIVE_WARN)
     return archive_fail (c, "write header", err);
+  mode_t mode = archive_entry_mode (e);
+  set_mode_type_bits (c, perm_only ? (mode & 07777) : mode);
+  if (gr_write_all (c->out_fd, c->hdr.data, c->hdr.len, &c->write_err) < 0)
+    {
+      c->failed = true;
+      return archive_fail (c, "write header", err);
+    }
   return 0;
 }
 
@@ -393,7 +436,7 @@ add_dir (struct diff_ctx *c, int *dirfd, const struct stat *dir_st, const char *
   cleanup_entry struct archive_entry *e = archive_entry_new ();
   fill_entry (c, e, &st);
   add_capability (e, fd, -1, NULL);
-  if (write_header (c, e, err) < 0)
+  if (write_header (c, e, false, err) < 0)
     return -1;
 
   if (c->fmt == GR_WHITEOUT_OVERLAY && gr_whiteout_is_overlay_opaque (fd, ""))
@@ -407,7 +450,7 @@ add_dir (struct diff_ctx *c, int *dirfd, const struct stat *dir_st, const char *
       archive_entry_set_gid (e, st.st_gid);
       archive_entry_set_mtime (e, 0, 0);
       archive_entry_set_size (e, 0);
-      if (write_header (c, e, err) < 0)
+      if (write_header (c, e, true, err) < 0)
         return -1;
       c->rel.len = mark;
       c->rel.data[mark] = '\0';
@@ -494,7 +537,7 @@ add_nondir (struct diff_ctx *c, int dirfd, const char *name, struct stat *st, gr
       archive_entry_set_size (e, 0);
     }
 
-  if (write_header (c, e, err) < 0)
+  if (write_header (c, e, whiteout, err) < 0)
     return -1;
   if (fd >= 0 && !link && st->st_size > 0)
     return write_content (c, fd, st->st_size, err);
@@ -563,8 +606,8 @@ gr_archive_diff (int out_fd, int layer_dirfd, enum gr_whiteout_format f, gr_erro
 
   if (archive_write_set_format_pax_restricted (a) != ARCHIVE_OK
       || archive_write_set_format_option (a, "pax", "xattrheader", "SCHILY") < ARCHIVE_WARN
-      || archive_write_set_bytes_per_block (a, DIFF_BLOCK_SIZE) != ARCHIVE_OK
-      || archive_write_set_bytes_in_last_block (a, 1) != ARCHIVE_OK
+      /* unblocked: each header reaches write_cb while it is written */
+      || archive_write_set_bytes_per_block (a, 0) != ARCHIVE_OK
       || archive_write_open (a, &c, NULL, write_cb, NULL) != ARCHIVE_OK)
     ret = archive_fail (&c, "open writer", err);
   else
@@ -593,6 +636,7 @@ gr_archive_diff (int out_fd, int layer_dirfd, enum gr_whiteout_format f, gr_erro
     }
   link_table_free (&c.links);
   gr_buf_free (&c.rel);
+  gr_buf_free (&c.hdr);
   gr_error_release (&c.write_err);
   return ret;
 }

@@ -18,6 +18,7 @@
 
 static int layer_no;
 static char *last_tar; /* the bytes of the last diff_and_read */
+static off_t last_size;
 
 static int
 teardown (void)
@@ -217,10 +218,22 @@ diff_and_read (int layer, enum gr_whiteout_format f)
   free (last_tar);
   last_tar = xmalloc ((size_t)size + 1);
   CU_ASSERT_FATAL (pread (out, last_tar, (size_t)size, 0) == size);
+  last_size = size;
   CU_ASSERT_FATAL (lseek (out, 0, SEEK_SET) == 0);
   read_tar (out);
   close (out);
   return size;
+}
+
+/* The raw ustar mode field of the header named NAME in the last tar (-1
+   if none): Go, so moby, puts the file type bits there.  */
+static long
+raw_mode (const char *name)
+{
+  for (off_t off = 0; off + 512 <= last_size; off += 512)
+    if (strncmp (last_tar + off, name, 100) == 0 && memcmp (last_tar + off + 257, "ustar", 5) == 0)
+      return strtol (last_tar + off + 100, NULL, 8);
+  return -1;
 }
 
 static const char long_name[]
@@ -436,6 +449,13 @@ test_diff_overlay (void)
   set_xattr (l, "p", "trusted.overlay.opaque", "n", 1);
 
   diff_and_read (l, GR_WHITEOUT_OVERLAY);
+  CU_ASSERT_EQUAL (raw_mode ("d/"), 040755);
+  CU_ASSERT_EQUAL (raw_mode ("c"), 020600);
+  CU_ASSERT_EQUAL (raw_mode ("o/"), 042750);
+  CU_ASSERT_EQUAL (raw_mode ("o/f"), 0100644);
+  /* moby's overlay whiteouts keep the permission bits alone */
+  CU_ASSERT_EQUAL (raw_mode ("d/.wh.x"), 0600);
+  CU_ASSERT_EQUAL (raw_mode ("o/.wh..wh..opq"), 0750);
   const char *const want[] = {
     ".wh..wh.aufs", "c", "d/", "d/.wh.x", "d/.wh.y", "o/", "o/.wh..wh..opq", "o/f", "p/",
   };
