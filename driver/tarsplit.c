@@ -945,13 +945,11 @@ gr_tarsplit_finish (struct gr_tarsplit *ts, gr_error_t *err)
     default:
       break;
     }
-  /* The end-of-archive raw bytes, then the trailing bytes (the last
-     segment may be empty, as tar-split writes it).  */
-  if (ts->state != ST_TRAILER && flush_raw (ts, err) < 0)
+  /* The end-of-archive raw bytes, the trailing bytes, then an empty
+     segment: tar-split reads the rest of the stream until a read returns
+     nothing, and records that last read too.  */
+  if (flush_raw (ts, err) < 0 || emit_segment (ts, "", 0, err) < 0)
     return -1;
-  if (emit_segment (ts, ts->raw.data ? ts->raw.data : "", ts->raw.len, err) < 0)
-    return -1;
-  gr_buf_reset (&ts->raw);
   ts->z.next_in = NULL;
   ts->z.avail_in = 0;
   if (z_write_out (ts, Z_FINISH, err) < 0)

@@ -6,6 +6,8 @@
 # distribution metadata -- into a stopped dockerd root, for overlay2 and
 # vfs.  Then stock dockerd starts on that root, and against a reference
 # daemon of the same driver that got the same images by `docker load`:
+#   - the layerdb is the same: chainIDs, diff, size, parent, and the
+#     tar-split JSON line for line,
 #   - image IDs, RootFS layers (chainIDs) and sizes are the same,
 #   - `docker images --digests` shows the recorded manifest digests,
 #   - `docker save` gives back the input layer tars byte for byte (tar-split),
@@ -82,6 +84,27 @@ for drv in $DRIVERS; do
       || fail "second store-load $t into $drv"
   done
   check "$drv: a second load adds nothing" test "$before" = "$(find "$root" | sort | sha256sum)"
+
+  # the layer store as dockerd's own `docker load` wrote it: same chainIDs,
+  # diff, size, parent, and tar-split JSON identical line for line
+  refdb=$E2E_WORK/$ref/data/image/$drv/layerdb/sha256 stdb=$root/image/$drv/layerdb/sha256
+  nref=0 nbad=0
+  for l in "$refdb"/*; do
+    c=$(basename "$l")
+    nref=$((nref + 1))
+    for f in diff size parent; do
+      if [ -e "$l/$f" ] && ! cmp -s "$l/$f" "$stdb/$c/$f"; then
+        nbad=$((nbad + 1))
+        log "  layer $c: $f differs: $(cat "$l/$f") vs $(cat "$stdb/$c/$f" 2>&1)"
+      fi
+    done
+    if ! cmp -s <(zcat "$l/tar-split.json.gz") <(zcat "$stdb/$c/tar-split.json.gz" 2>/dev/null); then
+      nbad=$((nbad + 1))
+      log "  layer $c: tar-split JSON differs"
+    fi
+  done
+  check "$drv: layerdb of $nref layers as docker load's (diff, size, parent, tar-split JSON)" \
+    test "$nbad" = 0 -a "$nref" -gt 0 -a "$nref" = "$(ls "$stdb" | wc -l)"
 
   dockerd_start "$st" "$drv" || { fail "dockerd $drv on the store-written root"; continue; }
   for t in $IMAGES; do
