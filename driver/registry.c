@@ -7,6 +7,7 @@
 #include "registry.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -98,7 +99,22 @@ host_is_loopback (const char *host)
     return (ntohl (a4.s_addr) >> 24) == 127;
   if (inet_pton (AF_INET6, h, &a6) == 1)
     return IN6_IS_ADDR_LOOPBACK (&a6);
-  return false;
+  /* A name: insecure if it resolves to a loopback address, as dockerd's
+     isSecureIndex does with its default insecure CIDR 127.0.0.0/8.  */
+  struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+  struct addrinfo *res = NULL;
+  bool loop = false;
+  if (getaddrinfo (h, NULL, &hints, &res) != 0)
+    return false;
+  for (struct addrinfo *ai = res; ai && !loop; ai = ai->ai_next)
+    {
+      if (ai->ai_family == AF_INET)
+        loop = (ntohl (((struct sockaddr_in *) ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+      else if (ai->ai_family == AF_INET6)
+        loop = IN6_IS_ADDR_LOOPBACK (&((struct sockaddr_in6 *) ai->ai_addr)->sin6_addr);
+    }
+  freeaddrinfo (res);
+  return loop;
 }
 
 static char *

@@ -31,7 +31,9 @@ EOF
   docker-registry serve "$dir/config.yml" >> "$E2E_WORK/registry.log" 2>&1 &
   REGISTRY_PID=$!
   REGISTRY_ADDR=127.0.0.1:$port
-  wait_for 20 curl -s -o /dev/null "http://$REGISTRY_ADDR/v2/" || { log "registry did not start"; return 1; }
+  wait_for 20 curl -sk -o /dev/null "http://$REGISTRY_ADDR/v2/" \
+    || wait_for 5 curl -sk -o /dev/null "https://$REGISTRY_ADDR/v2/" \
+    || { log "registry did not start"; return 1; }
 }
 
 pull_as ()
@@ -79,6 +81,24 @@ if dockerd_start basic overlay2; then
 else
   fail "dockerd on the basic-auth root"
 fi
+
+# ---- TLS (self-signed certificate for 127.0.0.1) + htpasswd: as dockerd,
+# 127.0.0.0/8 registries are "insecure": https is tried first, unverified.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$E2E_WORK/tls.key" -out "$E2E_WORK/tls.crt" \
+  -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 > /dev/null 2>&1 || die "openssl tls"
+registry_start_auth "  tls:
+    certificate: $E2E_WORK/tls.crt
+    key: $E2E_WORK/tls.key
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: $E2E_WORK/htpasswd" || die "registry (tls)"
+skopeo copy -q --dest-tls-verify=false --dest-creds u:p "docker-archive:$(make_image base)" \
+  "docker://$REGISTRY_ADDR/e2e/base:v1" >&2 || die "push over tls"
+check "tls: pull over https with credentials" \
+  pull_as "$E2E_WORK/tls1" "$REGISTRY_ADDR/e2e/base:v1" --username u --password-stdin --debug <<< p
+check "tls: the requests went over https" grep -q "GET https://$REGISTRY_ADDR/v2/e2e/base/blobs/" "$E2E_WORK/imgm.out"
+check "tls: no plain-http request" bash -c '! grep -q "GET http://" "$1"' _ "$E2E_WORK/imgm.out"
 
 # ---- Bearer (token auth)
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$E2E_WORK/tok.key" -out "$E2E_WORK/tok.crt" \

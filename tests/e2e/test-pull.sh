@@ -93,6 +93,19 @@ check "image back with the same ID" \
   test "$(images_line pulled "$REGISTRY_ADDR/e2e/special")" = "$(images_line ref "$REGISTRY_ADDR/e2e/special")"
 dockerd_stop pulled
 
+# --- a vfs root (dockerd -s vfs)
+mkdir -p "$E2E_WORK/vfs/data"
+check "imgmigrate pull into a vfs root" \
+  imgm pull "$REF" --root "$E2E_WORK/vfs/data" --driver vfs --max-concurrent-downloads 2
+dockerd_start vfs vfs || die "dockerd -s vfs on the pulled root"
+check "vfs: docker images --digests matches docker pull" \
+  test "$(images_line vfs "$REGISTRY_ADDR/e2e/special")" = "$(images_line ref "$REGISTRY_ADDR/e2e/special")"
+check "vfs: docker run works" \
+  test "$(dk vfs run --rm --network none "$REF" /bin/busybox echo vfs-ok 2>&1)" = vfs-ok
+saved_diff_ids vfs "$REF" > "$E2E_WORK/got-diffids-vfs"
+check "vfs: docker save reproduces the registry's diffIDs" cmp "$E2E_WORK/want-diffids" "$E2E_WORK/got-diffids-vfs"
+dockerd_stop vfs
+
 # --- usage errors
 "$IMGMIGRATE" pull "$REF" --driver overlay2 > /dev/null 2>&1
 check "missing --root is a usage error (exit 2)" test $? = 2
