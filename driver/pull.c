@@ -85,12 +85,12 @@ now_ns (void)
 {
   struct timespec ts;
   clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static void
-emit (struct pull *p, enum gr_pull_event_kind kind, const char *id, const char *status,
-      int64_t current, int64_t total, size_t index)
+emit (struct pull *p, enum gr_pull_event_kind kind, const char *id, const char *status, int64_t current,
+      int64_t total, size_t index)
 {
   if (p->opts->progress == NULL)
     return;
@@ -124,8 +124,8 @@ gr_pull_event_json (const struct gr_pull_event *ev)
 static int
 feed_inflate (struct layer_job *j, const unsigned char *buf, size_t len, gr_error_t *err)
 {
-  j->z.next_in = (unsigned char *) buf;
-  j->z.avail_in = (uInt) len;
+  j->z.next_in = (unsigned char *)buf;
+  j->z.avail_in = (uInt)len;
   while (j->z.avail_in > 0)
     {
       if (j->z_end)
@@ -181,8 +181,7 @@ detect_compression (struct layer_job *j, gr_error_t *err)
                           j->desc->digest);
   else if (j->head_len >= 4 && j->head[0] == 0xfd && j->head[1] == '7' && j->head[2] == 'z'
            && j->head[3] == 'X')
-    return gr_make_error (err, ENOTSUP, "layer %s: xz compressed layers are not supported",
-                          j->desc->digest);
+    return gr_make_error (err, ENOTSUP, "layer %s: xz compressed layers are not supported", j->desc->digest);
   else
     j->comp = COMP_NONE;
   return 0;
@@ -198,13 +197,12 @@ layer_sink (void *arg, const void *buf, size_t len, gr_error_t *err)
   if (__atomic_load_n (&p->abort, __ATOMIC_ACQUIRE))
     return gr_make_error (err, ECANCELED, "layer %s: cancelled", j->desc->digest);
 
-  j->received += (int64_t) len;
+  j->received += (int64_t)len;
   int64_t t = now_ns ();
   if (t - j->last_report_ns >= PROGRESS_INTERVAL_NS)
     {
       j->last_report_ns = t;
-      emit (p, GR_PULL_EV_LAYER, j->short_id, "Downloading", j->received, j->desc->size,
-            j->index);
+      emit (p, GR_PULL_EV_LAYER, j->short_id, "Downloading", j->received, j->desc->size, j->index);
     }
 
   if (j->comp == COMP_UNKNOWN)
@@ -238,8 +236,7 @@ layer_finish_stream (struct layer_job *j, gr_error_t *err)
         return -1;
     }
   if (j->comp == COMP_GZIP && !j->z_end)
-    return gr_make_error (err, EINVAL, "layer %s: gzip: unexpected end of stream",
-                          j->desc->digest);
+    return gr_make_error (err, EINVAL, "layer %s: gzip: unexpected end of stream", j->desc->digest);
   return 0;
 }
 
@@ -358,8 +355,7 @@ worker (void *arg)
           __atomic_store_n (&p->abort, true, __ATOMIC_RELEASE);
           /* Report the real cause, not a "cancelled" of a sibling.  */
           bool cancelled = gr_error_status (&err) == ECANCELED;
-          if (p->first_err == NULL
-              || (gr_error_status (&p->first_err) == ECANCELED && !cancelled))
+          if (p->first_err == NULL || (gr_error_status (&p->first_err) == ECANCELED && !cancelled))
             {
               gr_error_release (&p->first_err);
               p->first_err = err;
@@ -379,7 +375,7 @@ pull_layers (struct pull *p, gr_error_t *err)
 {
   unsigned n_threads = p->opts->max_concurrent ? p->opts->max_concurrent : DEFAULT_CONCURRENCY;
   if (n_threads > p->n_jobs)
-    n_threads = (unsigned) p->n_jobs;
+    n_threads = (unsigned)p->n_jobs;
   if (n_threads == 0)
     return 0;
   pthread_t *th = xzalloc (n_threads * sizeof (pthread_t));
@@ -466,7 +462,7 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
           gr_make_error (err, EBUSY,
                          "dockerd (pid %d) is running on `%s`: it would not see the pulled image; "
                          "stop it first, or use `docker pull`",
-                         (int) pid, root->root);
+                         (int)pid, root->root);
           goto out;
         }
     }
@@ -492,8 +488,8 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
     goto out;
 
   /* Manifest (by digest, verified), then the platform's manifest.  */
-  if (gr_registry_get_manifest (&body, &media_type, &top_digest, reg,
-                                ref->digest ? ref->digest : ref->tag, err)
+  if (gr_registry_get_manifest (&body, &media_type, &top_digest, reg, ref->digest ? ref->digest : ref->tag,
+                                err)
       < 0)
     goto out;
   if (gr_manifest_parse (&m, media_type, body.data, body.len, err) < 0)
@@ -520,15 +516,13 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
         }
       if (m->kind != GR_MANIFEST_IMAGE)
         {
-          gr_make_error (err, EINVAL, "%s: an index inside an index is not supported",
-                         child_digest);
+          gr_make_error (err, EINVAL, "%s: an index inside an index is not supported", child_digest);
           goto out;
         }
     }
 
   /* The config, verified, and its diff_ids against the layers.  */
-  if (gr_registry_get_blob (&config, reg, m->config.digest, m->config.size, GR_CONFIG_MAX,
-                            err) < 0)
+  if (gr_registry_get_blob (&config, reg, m->config.digest, m->config.size, GR_CONFIG_MAX, err) < 0)
     goto out;
   if (gr_image_config_parse (&cfg, config.data, config.len, err) < 0)
     {
@@ -537,15 +531,15 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
     }
   if (cfg->n_diff_ids != m->n_layers)
     {
-      gr_make_error (err, EINVAL,
-                     "config %s lists %zu diff_ids but the manifest has %zu layers",
+      gr_make_error (err, EINVAL, "config %s lists %zu diff_ids but the manifest has %zu layers",
                      m->config.digest, cfg->n_diff_ids, m->n_layers);
       goto out;
     }
   if (cfg->platform.os && *cfg->platform.os && want.os && strcmp (cfg->platform.os, want.os) != 0)
     {
-      gr_make_error (err, EINVAL, "image operating system `%s` cannot be used on this platform "
-                                  "(`%s`)",
+      gr_make_error (err, EINVAL,
+                     "image operating system `%s` cannot be used on this platform "
+                     "(`%s`)",
                      cfg->platform.os, want.os);
       goto out;
     }
@@ -596,10 +590,9 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
 
   {
     cleanup_free char *dmsg = xasprintf ("Digest: %s", top_digest);
-    cleanup_free char *smsg = xasprintf ("Status: %s for %s",
-                                         res->up_to_date ? "Image is up to date"
-                                                         : "Downloaded newer image",
-                                         res->reference);
+    cleanup_free char *smsg
+        = xasprintf ("Status: %s for %s", res->up_to_date ? "Image is up to date" : "Downloaded newer image",
+                     res->reference);
     emit (&p, GR_PULL_EV_DIGEST, NULL, dmsg, -1, -1, 0);
     emit (&p, GR_PULL_EV_STATUS, NULL, smsg, -1, -1, 0);
   }

@@ -12,21 +12,21 @@
 
 enum gr_pull_event_kind
 {
-  GR_PULL_EV_START,       /* id: tag or digest; message "Pulling from <path>" */
-  GR_PULL_EV_LAYER,       /* id: 12 hex of the blob; status + current/total */
-  GR_PULL_EV_DIGEST,      /* message: "Digest: sha256:.." */
-  GR_PULL_EV_STATUS,      /* message: the final "Status: ..." line */
+  GR_PULL_EV_START,  /* id: tag or digest; message "Pulling from <path>" */
+  GR_PULL_EV_LAYER,  /* id: 12 hex of the blob; status + current/total */
+  GR_PULL_EV_DIGEST, /* message: "Digest: sha256:.." */
+  GR_PULL_EV_STATUS, /* message: the final "Status: ..." line */
 };
 
 struct gr_pull_event
 {
   enum gr_pull_event_kind kind;
-  const char *id;      /* may be NULL */
-  const char *status;  /* "Pulling fs layer", "Waiting", "Downloading", "Verifying Checksum",
-                          "Pull complete", "Already exists", or the message */
-  int64_t current;     /* bytes, -1 if not a progress event */
-  int64_t total;       /* bytes, -1 if unknown */
-  size_t layer_index;  /* GR_PULL_EV_LAYER */
+  const char *id;     /* may be NULL */
+  const char *status; /* "Pulling fs layer", "Waiting", "Downloading", "Verifying Checksum",
+                         "Pull complete", "Already exists", or the message */
+  int64_t current;    /* bytes, -1 if not a progress event */
+  int64_t total;      /* bytes, -1 if unknown */
+  size_t layer_index; /* GR_PULL_EV_LAYER */
   size_t n_layers;
 };
 
@@ -35,12 +35,12 @@ typedef void (*gr_pull_progress_cb) (void *arg, const struct gr_pull_event *ev);
 
 struct gr_pull_opts
 {
-  const char *platform;           /* "os/arch[/variant]"; NULL: the host's */
-  unsigned max_concurrent;        /* parallel layer downloads; 0: 3 */
+  const char *platform;    /* "os/arch[/variant]"; NULL: the host's */
+  unsigned max_concurrent; /* parallel layer downloads; 0: 3 */
   struct gr_registry_opts registry;
-  gr_pull_progress_cb progress;   /* may be NULL */
+  gr_pull_progress_cb progress; /* may be NULL */
   void *progress_arg;
-  bool allow_running_dockerd;     /* skip the running-dockerd check (tests) */
+  bool allow_running_dockerd; /* skip the running-dockerd check (tests) */
 };
 
 struct gr_pull_result

@@ -59,10 +59,10 @@ path_component_valid (const char *s, size_t n)
 static bool
 domain_label_valid (const char *s, size_t n)
 {
-  if (n == 0 || !isalnum ((unsigned char) s[0]) || !isalnum ((unsigned char) s[n - 1]))
+  if (n == 0 || !isalnum ((unsigned char)s[0]) || !isalnum ((unsigned char)s[n - 1]))
     return false;
   for (size_t i = 0; i < n; i++)
-    if (!isalnum ((unsigned char) s[i]) && s[i] != '-')
+    if (!isalnum ((unsigned char)s[i]) && s[i] != '-')
       return false;
   return true;
 }
@@ -79,7 +79,7 @@ domain_valid (const char *d)
       if (close == NULL || close == d + 1)
         return false;
       for (const char *p = d + 1; p < close; p++)
-        if (!isxdigit ((unsigned char) *p) && *p != ':' && *p != '.')
+        if (!isxdigit ((unsigned char)*p) && *p != ':' && *p != '.')
           return false;
       if (close[1] == '\0')
         return true;
@@ -94,9 +94,9 @@ domain_valid (const char *d)
       const char *p = d;
       while (p < hend)
         {
-          const char *dot = memchr (p, '.', (size_t) (hend - p));
+          const char *dot = memchr (p, '.', (size_t)(hend - p));
           const char *lend = dot ? dot : hend;
-          if (!domain_label_valid (p, (size_t) (lend - p)))
+          if (!domain_label_valid (p, (size_t)(lend - p)))
             return false;
           p = dot ? dot + 1 : hend;
           if (dot && p == hend)
@@ -108,7 +108,7 @@ domain_valid (const char *d)
       if (port[1] == '\0')
         return false;
       for (const char *p = port + 1; *p; p++)
-        if (!isdigit ((unsigned char) *p))
+        if (!isdigit ((unsigned char)*p))
           return false;
     }
   return true;
@@ -124,7 +124,7 @@ tag_valid (const char *t)
   for (size_t i = 0; i < n; i++)
     {
       char c = t[i];
-      bool word = isalnum ((unsigned char) c) || c == '_';
+      bool word = isalnum ((unsigned char)c) || c == '_';
       if (!word && (i == 0 || (c != '.' && c != '-')))
         return false;
     }
@@ -153,12 +153,11 @@ gr_reference_parse (struct gr_reference **out, const char *s, gr_error_t *err)
     return gr_make_error (err, EINVAL, "invalid reference format: empty reference");
   if (gr_hex64_valid (s))
     return gr_make_error (err, EINVAL,
-                          "invalid repository name (%s), cannot specify 64-byte hexadecimal strings",
-                          s);
+                          "invalid repository name (%s), cannot specify 64-byte hexadecimal strings", s);
 
   r = xzalloc (sizeof (*r));
   const char *at = strchr (s, '@');
-  size_t nt_len = at ? (size_t) (at - s) : strlen (s);
+  size_t nt_len = at ? (size_t)(at - s) : strlen (s);
   if (at)
     {
       const char *d = at + 1;
@@ -189,8 +188,8 @@ gr_reference_parse (struct gr_reference **out, const char *s, gr_error_t *err)
   const char *remainder;
   char *first = strchr (name, '/');
   if (first == NULL
-      || (memchr (name, '.', (size_t) (first - name)) == NULL
-          && memchr (name, ':', (size_t) (first - name)) == NULL
+      || (memchr (name, '.', (size_t)(first - name)) == NULL
+          && memchr (name, ':', (size_t)(first - name)) == NULL
           && !(first - name == 9 && strncmp (name, "localhost", 9) == 0)))
     {
       r->domain = xstrdup (GR_DEFAULT_DOMAIN);
@@ -198,7 +197,7 @@ gr_reference_parse (struct gr_reference **out, const char *s, gr_error_t *err)
     }
   else
     {
-      r->domain = xstrndup (name, (size_t) (first - name));
+      r->domain = xstrndup (name, (size_t)(first - name));
       remainder = first + 1;
     }
   if (strcmp (r->domain, "index.docker.io") == 0)
@@ -212,17 +211,15 @@ gr_reference_parse (struct gr_reference **out, const char *s, gr_error_t *err)
     r->path = xstrdup (remainder);
 
   for (const char *p = r->path; *p; p++)
-    if (isupper ((unsigned char) *p))
-      return gr_make_error (err, EINVAL,
-                            "invalid reference format: repository name must be lowercase");
+    if (isupper ((unsigned char)*p))
+      return gr_make_error (err, EINVAL, "invalid reference format: repository name must be lowercase");
   if (!domain_valid (r->domain))
-    return gr_make_error (err, EINVAL, "invalid reference format: invalid registry `%s`",
-                          r->domain);
+    return gr_make_error (err, EINVAL, "invalid reference format: invalid registry `%s`", r->domain);
   const char *p = r->path;
   for (;;)
     {
       const char *e = strchr (p, '/');
-      size_t n = e ? (size_t) (e - p) : strlen (p);
+      size_t n = e ? (size_t)(e - p) : strlen (p);
       if (!path_component_valid (p, n))
         return gr_make_error (err, EINVAL, "invalid reference format: `%s`", s);
       if (e == NULL)
@@ -230,8 +227,7 @@ gr_reference_parse (struct gr_reference **out, const char *s, gr_error_t *err)
       p = e + 1;
     }
   if (strlen (r->domain) + 1 + strlen (r->path) > NAME_MAX_TOTAL)
-    return gr_make_error (err, EINVAL, "repository name must not be more than %d characters",
-                          NAME_MAX_TOTAL);
+    return gr_make_error (err, EINVAL, "repository name must not be more than %d characters", NAME_MAX_TOTAL);
 
   if (r->tag == NULL && r->digest == NULL)
     r->tag = xstrdup ("latest");
@@ -261,8 +257,8 @@ char *
 gr_reference_string (const struct gr_reference *r)
 {
   cleanup_free char *name = gr_reference_familiar_name (r);
-  return xasprintf ("%s%s%s%s%s", name, r->tag ? ":" : "", r->tag ? r->tag : "",
-                    r->digest ? "@" : "", r->digest ? r->digest : "");
+  return xasprintf ("%s%s%s%s%s", name, r->tag ? ":" : "", r->tag ? r->tag : "", r->digest ? "@" : "",
+                    r->digest ? r->digest : "");
 }
 
 const char *
@@ -279,7 +275,7 @@ gr_reference_api_host (const struct gr_reference *r)
 static bool
 is_tchar (char c)
 {
-  return c != '\0' && (isalnum ((unsigned char) c) || strchr ("!#$%&'*+-.^_`|~", c) != NULL);
+  return c != '\0' && (isalnum ((unsigned char)c) || strchr ("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 void
@@ -299,8 +295,7 @@ gr_auth_challenges_free (struct gr_auth_challenge *c, size_t n)
 }
 
 int
-gr_auth_challenges_parse (struct gr_auth_challenge **out, size_t *n_out, const char *value,
-                          gr_error_t *err)
+gr_auth_challenges_parse (struct gr_auth_challenge **out, size_t *n_out, const char *value, gr_error_t *err)
 {
   struct gr_auth_challenge *c = NULL;
   size_t n = 0;
@@ -315,7 +310,7 @@ gr_auth_challenges_parse (struct gr_auth_challenge **out, size_t *n_out, const c
       const char *tok = p;
       while (is_tchar (*p))
         p++;
-      size_t tok_len = (size_t) (p - tok);
+      size_t tok_len = (size_t)(p - tok);
       if (tok_len == 0)
         {
           gr_auth_challenges_free (c, n);
@@ -331,7 +326,7 @@ gr_auth_challenges_parse (struct gr_auth_challenge **out, size_t *n_out, const c
           memset (&c[n], 0, sizeof (c[n]));
           c[n].scheme = xstrndup (tok, tok_len);
           for (char *s = c[n].scheme; *s; s++)
-            *s = (char) tolower ((unsigned char) *s);
+            *s = (char)tolower ((unsigned char)*s);
           n++;
           p = q;
           continue;
@@ -355,8 +350,7 @@ gr_auth_challenges_parse (struct gr_auth_challenge **out, size_t *n_out, const c
             {
               gr_buf_free (&val);
               gr_auth_challenges_free (c, n);
-              return gr_make_error (err, EINVAL, "unterminated quote in WWW-Authenticate `%s`",
-                                    value);
+              return gr_make_error (err, EINVAL, "unterminated quote in WWW-Authenticate `%s`", value);
             }
           p++;
         }
@@ -365,7 +359,7 @@ gr_auth_challenges_parse (struct gr_auth_challenge **out, size_t *n_out, const c
           const char *v = p;
           while (*p && *p != ',' && *p != ' ' && *p != '\t')
             p++;
-          gr_buf_append (&val, v, (size_t) (p - v));
+          gr_buf_append (&val, v, (size_t)(p - v));
         }
       char **slot = NULL;
       struct gr_auth_challenge *cur = &c[n - 1];
@@ -397,7 +391,7 @@ lower_dup (const char *s)
 {
   char *r = xstrdup (s);
   for (char *p = r; *p; p++)
-    *p = (char) tolower ((unsigned char) *p);
+    *p = (char)tolower ((unsigned char)*p);
   return r;
 }
 
@@ -504,10 +498,10 @@ gr_platform_parse (struct gr_platform *out, const char *s, gr_error_t *err)
   if (s2 && (s2[1] == '\0' || strchr (s2 + 1, '/')))
     return gr_make_error (err, EINVAL, "invalid platform `%s`: expected os/arch[/variant]", s);
   for (const char *c = s; *c; c++)
-    if (!isalnum ((unsigned char) *c) && *c != '/' && *c != '_' && *c != '-' && *c != '.')
+    if (!isalnum ((unsigned char)*c) && *c != '/' && *c != '_' && *c != '-' && *c != '.')
       return gr_make_error (err, EINVAL, "invalid platform `%s`", s);
-  p.os = xstrndup (s, (size_t) (s1 - s));
-  p.arch = s2 ? xstrndup (s1 + 1, (size_t) (s2 - s1 - 1)) : xstrdup (s1 + 1);
+  p.os = xstrndup (s, (size_t)(s1 - s));
+  p.arch = s2 ? xstrndup (s1 + 1, (size_t)(s2 - s1 - 1)) : xstrdup (s1 + 1);
   p.variant = s2 ? xstrdup (s2 + 1) : NULL;
   platform_normalize (&p);
   *out = p;
@@ -539,8 +533,8 @@ gr_platform_default (struct gr_platform *out)
 char *
 gr_platform_string (const struct gr_platform *p)
 {
-  return xasprintf ("%s/%s%s%s", p->os ? p->os : "", p->arch ? p->arch : "",
-                    p->variant ? "/" : "", p->variant ? p->variant : "");
+  return xasprintf ("%s/%s%s%s", p->os ? p->os : "", p->arch ? p->arch : "", p->variant ? "/" : "",
+                    p->variant ? p->variant : "");
 }
 
 static bool
@@ -550,15 +544,13 @@ streq0 (const char *a, const char *b)
 }
 
 bool
-gr_platform_match (const struct gr_platform *want, const char *os, const char *arch,
-                   const char *variant)
+gr_platform_match (const struct gr_platform *want, const char *os, const char *arch, const char *variant)
 {
   if (os == NULL || arch == NULL)
     return false;
   struct gr_platform p = { xstrdup (os), xstrdup (arch), variant ? xstrdup (variant) : NULL };
   platform_normalize (&p);
-  bool ok = streq0 (want->os, p.os) && streq0 (want->arch, p.arch)
-            && streq0 (want->variant, p.variant);
+  bool ok = streq0 (want->os, p.os) && streq0 (want->arch, p.arch) && streq0 (want->variant, p.variant);
   gr_platform_clear (&p);
   return ok;
 }
@@ -606,8 +598,7 @@ descriptor_parse (struct gr_descriptor *d, json_t *j, const char *what, gr_error
     return gr_make_error (err, EINVAL, "manifest: %s digest `%s`: unsupported algorithm", what,
                           json_string_value (dg));
   if (!gr_digest_valid (json_string_value (dg)))
-    return gr_make_error (err, EINVAL, "manifest: %s digest `%s` is invalid", what,
-                          json_string_value (dg));
+    return gr_make_error (err, EINVAL, "manifest: %s digest `%s` is invalid", what, json_string_value (dg));
   if (!json_is_integer (sz) || json_integer_value (sz) < 0)
     return gr_make_error (err, EINVAL, "manifest: %s has no valid size", what);
   d->media_type = xstrdup (mt ? json_string_value (mt) : "");
@@ -655,8 +646,8 @@ json_cleanup (json_t **j)
 }
 
 int
-gr_manifest_parse (struct gr_manifest **out, const char *content_type, const void *data,
-                   size_t len, gr_error_t *err)
+gr_manifest_parse (struct gr_manifest **out, const char *content_type, const void *data, size_t len,
+                   gr_error_t *err)
 {
   __attribute__ ((cleanup (json_cleanup))) json_t *doc = NULL;
   cleanup_manifest struct gr_manifest *m = NULL;
@@ -664,8 +655,7 @@ gr_manifest_parse (struct gr_manifest **out, const char *content_type, const voi
   json_error_t jerr;
 
   if (len > GR_MANIFEST_MAX)
-    return gr_make_error (err, EFBIG, "manifest is %zu bytes, more than the %d limit", len,
-                          GR_MANIFEST_MAX);
+    return gr_make_error (err, EFBIG, "manifest is %zu bytes, more than the %d limit", len, GR_MANIFEST_MAX);
   if (content_type)
     {
       ct = xstrdup (content_type);
@@ -702,8 +692,7 @@ gr_manifest_parse (struct gr_manifest **out, const char *content_type, const voi
                           "manifest: ambiguous document: has both `manifests` and `layers`/`config`");
 
   if (mt && ct && (is_image_type (ct) || is_index_type (ct)) && strcmp (mt, ct) != 0)
-    return gr_make_error (err, EINVAL, "manifest: mediaType `%s` does not match Content-Type `%s`",
-                          mt, ct);
+    return gr_make_error (err, EINVAL, "manifest: mediaType `%s` does not match Content-Type `%s`", mt, ct);
   if (mt == NULL)
     {
       if (ct && (is_image_type (ct) || is_index_type (ct)))
@@ -721,8 +710,10 @@ gr_manifest_parse (struct gr_manifest **out, const char *content_type, const voi
   if (is_image_type (mt))
     {
       if (jmanifests)
-        return gr_make_error (err, EINVAL, "manifest: ambiguous document: image manifest `%s` has "
-                                           "`manifests`", mt);
+        return gr_make_error (err, EINVAL,
+                              "manifest: ambiguous document: image manifest `%s` has "
+                              "`manifests`",
+                              mt);
       m->kind = GR_MANIFEST_IMAGE;
       if (!json_is_array (jlayers))
         return gr_make_error (err, EINVAL, "manifest: no `layers` array");
@@ -730,8 +721,7 @@ gr_manifest_parse (struct gr_manifest **out, const char *content_type, const voi
         return -1;
       if (strcmp (m->config.media_type, GR_MT_DOCKER_CONFIG) != 0
           && strcmp (m->config.media_type, GR_MT_OCI_CONFIG) != 0)
-        return gr_make_error (err, ENOTSUP,
-                              "manifest: config media type `%s` is not a container image",
+        return gr_make_error (err, ENOTSUP, "manifest: config media type `%s` is not a container image",
                               m->config.media_type);
       size_t n = json_array_size (jlayers);
       m->layers = xzalloc ((n ? n : 1) * sizeof (*m->layers));
@@ -746,8 +736,8 @@ gr_manifest_parse (struct gr_manifest **out, const char *content_type, const voi
   else if (is_index_type (mt))
     {
       if (jlayers || jconfig)
-        return gr_make_error (err, EINVAL,
-                              "manifest: ambiguous document: index `%s` has `layers`/`config`", mt);
+        return gr_make_error (err, EINVAL, "manifest: ambiguous document: index `%s` has `layers`/`config`",
+                              mt);
       m->kind = GR_MANIFEST_INDEX;
       if (!json_is_array (jmanifests))
         return gr_make_error (err, EINVAL, "manifest: index has no `manifests` array");
@@ -786,8 +776,7 @@ gr_manifest_select (const struct gr_descriptor **out, const struct gr_manifest *
         }
     }
   cleanup_free char *ps = gr_platform_string (p);
-  return gr_make_error (err, ENOENT, "no matching manifest for %s in the manifest list entries",
-                        ps);
+  return gr_make_error (err, ENOENT, "no matching manifest for %s in the manifest list entries", ps);
 }
 
 /* ------------------------------------------------------------------ */
@@ -806,20 +795,18 @@ gr_image_config_free (struct gr_image_config *c)
 }
 
 int
-gr_image_config_parse (struct gr_image_config **out, const void *data, size_t len,
-                       gr_error_t *err)
+gr_image_config_parse (struct gr_image_config **out, const void *data, size_t len, gr_error_t *err)
 {
   __attribute__ ((cleanup (json_cleanup))) json_t *doc = NULL;
   json_error_t jerr;
   doc = json_loadb (data, len, 0, &jerr);
   if (doc == NULL || !json_is_object (doc))
-    return gr_make_error (err, EINVAL, "image config: invalid JSON: %s",
-                          doc ? "not an object" : jerr.text);
+    return gr_make_error (err, EINVAL, "image config: invalid JSON: %s", doc ? "not an object" : jerr.text);
   json_t *rootfs = json_object_get (doc, "rootfs");
   json_t *type = json_object_get (rootfs, "type");
   json_t *ids = json_object_get (rootfs, "diff_ids");
-  if (!json_is_object (rootfs) || !json_is_string (type)
-      || strcmp (json_string_value (type), "layers") != 0 || !json_is_array (ids))
+  if (!json_is_object (rootfs) || !json_is_string (type) || strcmp (json_string_value (type), "layers") != 0
+      || !json_is_array (ids))
     return gr_make_error (err, EINVAL, "image config: no rootfs of type `layers`");
   struct gr_image_config *c = xzalloc (sizeof (*c));
   size_t n = json_array_size (ids);
@@ -830,8 +817,7 @@ gr_image_config_parse (struct gr_image_config **out, const void *data, size_t le
       if (!json_is_string (d) || !gr_digest_valid (json_string_value (d)))
         {
           gr_image_config_free (c);
-          return gr_make_error (err, EINVAL, "image config: diff_ids[%zu] is not a sha256 digest",
-                                i);
+          return gr_make_error (err, EINVAL, "image config: diff_ids[%zu] is not a sha256 digest", i);
         }
       c->diff_ids[i] = xstrdup (json_string_value (d));
       c->n_diff_ids = i + 1;

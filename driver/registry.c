@@ -22,8 +22,7 @@
 #define USER_AGENT "imgmigrate/" PACKAGE_VERSION " (graphroot)"
 
 static const char *const manifest_accept
-    = "Accept: " GR_MT_OCI_INDEX ", " GR_MT_DOCKER_LIST ", " GR_MT_OCI_MANIFEST
-      ", " GR_MT_DOCKER_MANIFEST;
+    = "Accept: " GR_MT_OCI_INDEX ", " GR_MT_DOCKER_LIST ", " GR_MT_OCI_MANIFEST ", " GR_MT_DOCKER_MANIFEST;
 
 enum auth_kind
 {
@@ -84,12 +83,12 @@ host_is_loopback (const char *host)
   if (host[0] == '[')
     {
       const char *close = strchr (host, ']');
-      h = xstrndup (host + 1, close ? (size_t) (close - host - 1) : strlen (host + 1));
+      h = xstrndup (host + 1, close ? (size_t)(close - host - 1) : strlen (host + 1));
     }
   else
     {
       const char *colon = strchr (host, ':');
-      h = colon ? xstrndup (host, (size_t) (colon - host)) : xstrdup (host);
+      h = colon ? xstrndup (host, (size_t)(colon - host)) : xstrdup (host);
     }
   if (strcmp (h, "localhost") == 0)
     return true;
@@ -109,9 +108,9 @@ host_is_loopback (const char *host)
   for (struct addrinfo *ai = res; ai && !loop; ai = ai->ai_next)
     {
       if (ai->ai_family == AF_INET)
-        loop = (ntohl (((struct sockaddr_in *) ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+        loop = (ntohl (((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
       else if (ai->ai_family == AF_INET6)
-        loop = IN6_IS_ADDR_LOOPBACK (&((struct sockaddr_in6 *) ai->ai_addr)->sin6_addr);
+        loop = IN6_IS_ADDR_LOOPBACK (&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
     }
   freeaddrinfo (res);
   return loop;
@@ -122,7 +121,7 @@ b64_encode (const char *s)
 {
   size_t n = strlen (s);
   char *out = xmalloc (4 * ((n + 2) / 3) + 1);
-  EVP_EncodeBlock ((unsigned char *) out, (const unsigned char *) s, (int) n);
+  EVP_EncodeBlock ((unsigned char *)out, (const unsigned char *)s, (int)n);
   return out;
 }
 
@@ -131,7 +130,7 @@ b64_decode (const char *s)
 {
   size_t n = strlen (s);
   unsigned char *out = xmalloc (n + 1);
-  int m = EVP_DecodeBlock (out, (const unsigned char *) s, (int) n);
+  int m = EVP_DecodeBlock (out, (const unsigned char *)s, (int)n);
   if (m < 0)
     {
       free (out);
@@ -144,7 +143,7 @@ b64_decode (const char *s)
       m--;
     }
   out[m] = '\0';
-  return (char *) out;
+  return (char *)out;
 }
 
 static void
@@ -164,7 +163,7 @@ normalize_config_key (const char *key)
   else if (strncmp (k, "http://", 7) == 0)
     k += 7;
   const char *slash = strchr (k, '/');
-  char *h = slash ? xstrndup (k, (size_t) (slash - k)) : xstrdup (k);
+  char *h = slash ? xstrndup (k, (size_t)(slash - k)) : xstrdup (k);
   if (strcmp (h, "index.docker.io") == 0 || strcmp (h, "registry-1.docker.io") == 0)
     {
       free (h);
@@ -174,8 +173,8 @@ normalize_config_key (const char *key)
 }
 
 int
-gr_docker_config_credentials (char **user, char **pass, const char *config_path,
-                              const char *registry_domain, gr_error_t *err)
+gr_docker_config_credentials (char **user, char **pass, const char *config_path, const char *registry_domain,
+                              gr_error_t *err)
 {
   __attribute__ ((cleanup (json_cleanup))) json_t *doc = NULL;
   json_error_t jerr;
@@ -308,10 +307,10 @@ gr_registry_base_url (struct gr_registry *r)
 
 struct request
 {
-  const char *method; /* "GET" or "HEAD" */
-  const char *accept; /* a full "Accept: ..." header line or NULL */
-  int64_t range_from; /* <= 0: no Range */
-  bool no_auth;       /* never send Authorization (ping, token realm) */
+  const char *method;      /* "GET" or "HEAD" */
+  const char *accept;      /* a full "Accept: ..." header line or NULL */
+  int64_t range_from;      /* <= 0: no Range */
+  bool no_auth;            /* never send Authorization (ping, token realm) */
   const char *auth_header; /* explicit Authorization line (token realm) */
   /* 2xx bodies go to SINK (may be NULL: discarded).  */
   gr_blob_sink sink;
@@ -386,7 +385,7 @@ header_cb (char *buf, size_t size, size_t nitems, void *arg)
           while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
             e--;
           free (*wanted[i].slot);
-          *wanted[i].slot = xstrndup (v, (size_t) (e - v));
+          *wanted[i].slot = xstrndup (v, (size_t)(e - v));
         }
     }
   return n;
@@ -465,9 +464,8 @@ auth_header (struct gr_registry *r, unsigned *gen)
    response arrived (any status), <0 on a transport error (*RETRYABLE says
    whether trying again may help).  *LOCATION gets a redirect target.  */
 static int
-http_once (struct gr_registry *r, const char *url, const struct request *req,
-           struct response *resp, char **location, bool send_auth, bool *retryable,
-           gr_error_t *err)
+http_once (struct gr_registry *r, const char *url, const struct request *req, struct response *resp,
+           char **location, bool send_auth, bool *retryable, gr_error_t *err)
 {
   CURL *h = curl_easy_init ();
   struct curl_slist *hdrs = NULL;
@@ -490,7 +488,7 @@ http_once (struct gr_registry *r, const char *url, const struct request *req,
     hdrs = curl_slist_append (hdrs, auth);
   if (req->range_from > 0)
     {
-      range = xasprintf ("Range: bytes=%lld-", (long long) req->range_from);
+      range = xasprintf ("Range: bytes=%lld-", (long long)req->range_from);
       hdrs = curl_slist_append (hdrs, range);
     }
   curl_easy_setopt (h, CURLOPT_URL, url);
@@ -517,8 +515,7 @@ http_once (struct gr_registry *r, const char *url, const struct request *req,
       curl_easy_setopt (h, CURLOPT_SSL_VERIFYHOST, 0L);
     }
   if (r->verbose)
-    fprintf (stderr, "> %s %s%s%s\n", req->method, url, auth ? " (auth)" : "",
-             range ? " (range)" : "");
+    fprintf (stderr, "> %s %s%s%s\n", req->method, url, auth ? " (auth)" : "", range ? " (range)" : "");
 
   CURLcode c = curl_easy_perform (h);
   curl_easy_getinfo (h, CURLINFO_RESPONSE_CODE, &resp->status);
@@ -567,8 +564,8 @@ describe_error (long status, const struct gr_buf *body)
       json_t *e = json_array_get (errs, 0);
       const char *code = json_string_value (json_object_get (e, "code"));
       const char *msg = json_string_value (json_object_get (e, "message"));
-      return xasprintf ("%s%s%s (HTTP %ld)", code ? code : "", code && msg ? ": " : "",
-                        msg ? msg : "", status);
+      return xasprintf ("%s%s%s (HTTP %ld)", code ? code : "", code && msg ? ": " : "", msg ? msg : "",
+                        status);
     }
   return xasprintf ("HTTP %ld", status);
 }
@@ -579,8 +576,8 @@ static int setup_auth (struct gr_registry *r, const char *www_auth, gr_error_t *
 /* One request with redirects and one auth refresh.  Transport errors and
    the final status go to the caller.  */
 static int
-http_do (struct gr_registry *r, const char *path, const struct request *req,
-         struct response *resp, bool *retryable, gr_error_t *err)
+http_do (struct gr_registry *r, const char *path, const struct request *req, struct response *resp,
+         bool *retryable, gr_error_t *err)
 {
   cleanup_free char *url = xasprintf ("%s%s", r->base, path);
   bool auth_retried = false;
@@ -599,8 +596,7 @@ http_do (struct gr_registry *r, const char *path, const struct request *req,
       if (resp->status >= 300 && resp->status < 400 && resp->status != 304)
         {
           if (location == NULL)
-            return gr_make_error (err, EPROTO, "%s: HTTP %ld redirect without Location", url,
-                                  resp->status);
+            return gr_make_error (err, EPROTO, "%s: HTTP %ld redirect without Location", url, resp->status);
           free (url);
           url = gr_steal (location);
           continue;
@@ -654,8 +650,8 @@ status_retryable (long status)
 /* http_do with retries on transport errors and 5xx/429; returns 0 with a
    2xx response, <0 otherwise (the error names the status).  */
 static int
-http_request (struct gr_registry *r, const char *path, const struct request *req,
-              struct response *resp, const char *what, gr_error_t *err)
+http_request (struct gr_registry *r, const char *path, const struct request *req, struct response *resp,
+              const char *what, gr_error_t *err)
 {
   for (int attempt = 0;; attempt++)
     {
@@ -750,8 +746,8 @@ fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
   url = xasprintf ("%s%s%s", realm, strchr (realm, '?') ? "&" : "?", query.data);
 
   struct bounded_buf bb = { &body, TOKEN_MAX };
-  struct request req = { .method = "GET", .no_auth = true, .auth_header = basic,
-                         .sink = bounded_sink, .sink_arg = &bb };
+  struct request req
+      = { .method = "GET", .no_auth = true, .auth_header = basic, .sink = bounded_sink, .sink_arg = &bb };
   bool retryable;
   ret = -1;
   for (int attempt = 0; attempt < MAX_TRIES; attempt++)
@@ -800,7 +796,7 @@ fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
   if (tok == NULL || *tok == '\0')
     return gr_make_error (err, EPROTO, "token from %s: no token in the response", realm);
   for (const char *c = tok; *c; c++)
-    if ((unsigned char) *c < 0x21 || *c == 0x7f)
+    if ((unsigned char)*c < 0x21 || *c == 0x7f)
       return gr_make_error (err, EPROTO, "token from %s: invalid characters", realm);
   pthread_mutex_lock (&r->lock);
   free (r->token);
@@ -827,8 +823,8 @@ setup_auth (struct gr_registry *r, const char *www_auth, gr_error_t *err)
         {
           if (strncmp (c[i].realm, "https://", 8) != 0 && strncmp (c[i].realm, "http://", 7) != 0)
             {
-              ret = gr_make_error (err, EPROTO, "%s: bearer realm `%s` is not an http(s) URL",
-                                   r->host, c[i].realm);
+              ret = gr_make_error (err, EPROTO, "%s: bearer realm `%s` is not an http(s) URL", r->host,
+                                   c[i].realm);
               break;
             }
           pthread_mutex_lock (&r->lock);
@@ -857,8 +853,7 @@ setup_auth (struct gr_registry *r, const char *www_auth, gr_error_t *err)
         }
     }
   if (ret == 0 && !done)
-    ret = gr_make_error (err, ENOTSUP, "%s: no supported authentication scheme in `%s`", r->host,
-                         www_auth);
+    ret = gr_make_error (err, ENOTSUP, "%s: no supported authentication scheme in `%s`", r->host, www_auth);
   gr_auth_challenges_free (c, n);
   if (ret == 0 && r->auth == AUTH_BEARER)
     return fetch_token (r, r->token_gen, err);
@@ -938,7 +933,7 @@ hashing_sink_cb (void *arg, const void *buf, size_t len, gr_error_t *err)
             s->skip = s->range_from; /* Range ignored: drop what we have */
           else if (st == 206)
             {
-              cleanup_free char *want = xasprintf ("bytes %lld-", (long long) s->range_from);
+              cleanup_free char *want = xasprintf ("bytes %lld-", (long long)s->range_from);
               if (s->resp->content_range == NULL
                   || strncmp (s->resp->content_range, want, strlen (want)) != 0)
                 return gr_make_error (err, EPROTO, "%s: unexpected Content-Range `%s`", s->what,
@@ -948,31 +943,33 @@ hashing_sink_cb (void *arg, const void *buf, size_t len, gr_error_t *err)
     }
   if (s->skip > 0)
     {
-      size_t drop = (int64_t) len < s->skip ? len : (size_t) s->skip;
+      size_t drop = (int64_t)len < s->skip ? len : (size_t)s->skip;
       p += drop;
       len -= drop;
-      s->skip -= (int64_t) drop;
+      s->skip -= (int64_t)drop;
     }
   if (len == 0)
     return 0;
-  if (s->limit >= 0 && s->delivered + (int64_t) len > s->limit)
+  if (s->limit >= 0 && s->delivered + (int64_t)len > s->limit)
     return gr_make_error (err, EFBIG, "%s: larger than %s%lld bytes", s->what,
-                          s->size_known ? "its descriptor's " : "the limit of ",
-                          (long long) s->limit);
+                          s->size_known ? "its descriptor's " : "the limit of ", (long long)s->limit);
   gr_sha256_update (s->h, p, len);
-  s->delivered += (int64_t) len;
+  s->delivered += (int64_t)len;
   return s->next ? s->next (s->next_arg, p, len, err) : 0;
 }
 
 /* GET PATH into SINK with retries, Range resume, size bound and digest
    check.  */
 static int
-fetch_verified (struct gr_registry *r, const char *path, const char *accept, const char *digest,
-                int64_t size, int64_t max, const char *what, gr_blob_sink sink, void *arg,
-                struct response *resp, gr_error_t *err)
+fetch_verified (struct gr_registry *r, const char *path, const char *accept, const char *digest, int64_t size,
+                int64_t max, const char *what, gr_blob_sink sink, void *arg, struct response *resp,
+                gr_error_t *err)
 {
-  struct hashing_sink hs = { .h = gr_sha256_new (), .limit = size >= 0 ? size : max,
-                             .size_known = size >= 0, .what = what, .next = sink,
+  struct hashing_sink hs = { .h = gr_sha256_new (),
+                             .limit = size >= 0 ? size : max,
+                             .size_known = size >= 0,
+                             .what = what,
+                             .next = sink,
                              .next_arg = arg };
   int stalled = 0;
   int ret = -1;
@@ -980,8 +977,11 @@ fetch_verified (struct gr_registry *r, const char *path, const char *accept, con
   for (int attempt = 0; attempt < 4 * MAX_TRIES; attempt++)
     {
       int64_t before = hs.delivered;
-      struct request req = { .method = "GET", .accept = accept, .range_from = hs.delivered,
-                             .sink = hashing_sink_cb, .sink_arg = &hs };
+      struct request req = { .method = "GET",
+                             .accept = accept,
+                             .range_from = hs.delivered,
+                             .sink = hashing_sink_cb,
+                             .sink_arg = &hs };
       bool retryable = false;
       hs.resp = resp;
       hs.range_from = hs.delivered;
@@ -1006,15 +1006,17 @@ fetch_verified (struct gr_registry *r, const char *path, const char *accept, con
             {
               cleanup_free char *desc = describe_error (resp->status, &resp->errbody);
               gr_sha256_free (hs.h);
-              int st = resp->status == 404 ? ENOENT : resp->status == 401 || resp->status == 403 ? EACCES : EIO;
+              int st = resp->status == 404                          ? ENOENT
+                       : resp->status == 401 || resp->status == 403 ? EACCES
+                                                                    : EIO;
               return gr_make_error (err, st, "%s: %s", what, desc);
             }
         }
       if (ret == 0 && (size < 0 || hs.delivered == size))
         break;
       if (ret == 0)
-        gr_make_error (err, EIO, "%s: truncated (got %lld of %lld bytes)", what,
-                       (long long) hs.delivered, (long long) size);
+        gr_make_error (err, EIO, "%s: truncated (got %lld of %lld bytes)", what, (long long)hs.delivered,
+                       (long long)size);
       else if (err && *err == NULL)
         gr_make_error (err, EIO, "%s: HTTP %ld", what, resp->status);
       if (hs.delivered > before)
@@ -1028,12 +1030,14 @@ fetch_verified (struct gr_registry *r, const char *path, const char *accept, con
     {
       gr_sha256_free (hs.h);
       if (size >= 0)
-        return gr_error_wrap (err, "%s: incomplete, gave up after %d tries without progress (got "
-                                   "%lld of %lld bytes)",
-                              what, MAX_TRIES, (long long) hs.delivered, (long long) size);
-      return gr_error_wrap (err, "%s: incomplete, gave up after %d tries without progress (got "
-                                 "%lld bytes)",
-                            what, MAX_TRIES, (long long) hs.delivered);
+        return gr_error_wrap (err,
+                              "%s: incomplete, gave up after %d tries without progress (got "
+                              "%lld of %lld bytes)",
+                              what, MAX_TRIES, (long long)hs.delivered, (long long)size);
+      return gr_error_wrap (err,
+                            "%s: incomplete, gave up after %d tries without progress (got "
+                            "%lld bytes)",
+                            what, MAX_TRIES, (long long)hs.delivered);
     }
   char hex[GR_SHA256_HEX_LEN + 1];
   gr_sha256_final (hs.h, hex);
@@ -1043,8 +1047,8 @@ fetch_verified (struct gr_registry *r, const char *path, const char *accept, con
 }
 
 int
-gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
-                          struct gr_registry *r, const char *tag_or_digest, gr_error_t *err)
+gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest, struct gr_registry *r,
+                          const char *tag_or_digest, gr_error_t *err)
 {
   cleanup_free char *dgst = NULL;
   struct response resp = { 0 };
@@ -1086,10 +1090,13 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
           /* No digest header: GET by tag and take the bytes' digest.  */
           struct gr_buf b = { 0 };
           struct bounded_buf bb = { &b, GR_MANIFEST_MAX };
-          struct hashing_sink hs = { .h = gr_sha256_new (), .limit = GR_MANIFEST_MAX,
-                                     .what = what, .next = bounded_sink, .next_arg = &bb };
-          struct request greq = { .method = "GET", .accept = manifest_accept,
-                                  .sink = hashing_sink_cb, .sink_arg = &hs };
+          struct hashing_sink hs = { .h = gr_sha256_new (),
+                                     .limit = GR_MANIFEST_MAX,
+                                     .what = what,
+                                     .next = bounded_sink,
+                                     .next_arg = &bb };
+          struct request greq
+              = { .method = "GET", .accept = manifest_accept, .sink = hashing_sink_cb, .sink_arg = &hs };
           ret = http_request (r, path, &greq, &resp, what, err);
           if (ret < 0)
             {
@@ -1103,8 +1110,8 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
           if (resp.docker_digest && gr_digest_valid (resp.docker_digest)
               && strcmp (resp.docker_digest + 7, hex) != 0)
             {
-              gr_make_error (err, EINVAL, "%s: Docker-Content-Digest %s but the content is sha256:%s",
-                             what, resp.docker_digest, hex);
+              gr_make_error (err, EINVAL, "%s: Docker-Content-Digest %s but the content is sha256:%s", what,
+                             resp.docker_digest, hex);
               gr_buf_free (&b);
               response_clear (&resp);
               return -1;
@@ -1122,8 +1129,8 @@ gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
   cleanup_free char *what = xasprintf ("manifest %s@%s", r->path, dgst);
   struct gr_buf b = { 0 };
   struct bounded_buf bb = { &b, GR_MANIFEST_MAX };
-  ret = fetch_verified (r, path, manifest_accept, dgst, -1, GR_MANIFEST_MAX, what, bounded_sink,
-                        &bb, &resp, err);
+  ret = fetch_verified (r, path, manifest_accept, dgst, -1, GR_MANIFEST_MAX, what, bounded_sink, &bb, &resp,
+                        err);
   if (ret < 0)
     {
       gr_buf_free (&b);
@@ -1147,18 +1154,17 @@ gr_registry_get_blob (struct gr_buf *body, struct gr_registry *r, const char *di
   struct response resp = { 0 };
   struct bounded_buf bb = { body, max };
   gr_buf_reset (body);
-  if (size > (int64_t) max)
-    return gr_make_error (err, EFBIG, "%s: %lld bytes, more than the limit of %zu", what,
-                          (long long) size, max);
-  int ret = fetch_verified (r, path, NULL, digest, size, (int64_t) max, what, bounded_sink, &bb,
-                            &resp, err);
+  if (size > (int64_t)max)
+    return gr_make_error (err, EFBIG, "%s: %lld bytes, more than the limit of %zu", what, (long long)size,
+                          max);
+  int ret = fetch_verified (r, path, NULL, digest, size, (int64_t)max, what, bounded_sink, &bb, &resp, err);
   response_clear (&resp);
   return ret;
 }
 
 int
-gr_registry_fetch_blob (struct gr_registry *r, const char *digest, int64_t size,
-                        gr_blob_sink sink, void *arg, gr_error_t *err)
+gr_registry_fetch_blob (struct gr_registry *r, const char *digest, int64_t size, gr_blob_sink sink, void *arg,
+                        gr_error_t *err)
 {
   cleanup_free char *path = xasprintf ("/v2/%s/blobs/%s", r->path, digest);
   cleanup_free char *what = xasprintf ("blob %s", digest);

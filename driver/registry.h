@@ -65,8 +65,7 @@ struct gr_auth_challenge
 
 /* Parse a WWW-Authenticate header value (one or more challenges, params
    quoted or not).  */
-int gr_auth_challenges_parse (struct gr_auth_challenge **out, size_t *n, const char *value,
-                              gr_error_t *err);
+int gr_auth_challenges_parse (struct gr_auth_challenge **out, size_t *n, const char *value, gr_error_t *err);
 void gr_auth_challenges_free (struct gr_auth_challenge *c, size_t n);
 
 /* --- platforms --- */
@@ -119,8 +118,8 @@ struct gr_manifest
    Content-Type; the document's own mediaType wins where present and must
    agree.  Ambiguous documents (an index with layers, an image manifest
    with manifests), schema1 and unknown types are refused.  */
-int gr_manifest_parse (struct gr_manifest **out, const char *content_type, const void *data,
-                       size_t len, gr_error_t *err);
+int gr_manifest_parse (struct gr_manifest **out, const char *content_type, const void *data, size_t len,
+                       gr_error_t *err);
 void gr_manifest_free (struct gr_manifest *m);
 /* Pick the entry of index M for platform P.  */
 int gr_manifest_select (const struct gr_descriptor **out, const struct gr_manifest *m,
@@ -141,8 +140,7 @@ struct gr_image_config
   size_t n_diff_ids;
   struct gr_platform platform;
 };
-int gr_image_config_parse (struct gr_image_config **out, const void *data, size_t len,
-                           gr_error_t *err);
+int gr_image_config_parse (struct gr_image_config **out, const void *data, size_t len, gr_error_t *err);
 void gr_image_config_free (struct gr_image_config *c);
 
 /* chainID of DIFF_IDS[0..N-1] into CHAIN (N entries, each "sha256:<hex>").  */
@@ -180,13 +178,13 @@ const char *gr_registry_base_url (struct gr_registry *r);
    digest; either way the bytes are checked against the digest and bounded
    to GR_MANIFEST_MAX.  *BODY gets the bytes, *MEDIA_TYPE the Content-Type,
    *DIGEST the verified digest.  */
-int gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest,
-                              struct gr_registry *r, const char *tag_or_digest, gr_error_t *err);
+int gr_registry_get_manifest (struct gr_buf *body, char **media_type, char **digest, struct gr_registry *r,
+                              const char *tag_or_digest, gr_error_t *err);
 
 /* Fetch a small blob (the config) of SIZE bytes (-1 if unknown) into
    memory, verified, at most MAX bytes.  */
-int gr_registry_get_blob (struct gr_buf *body, struct gr_registry *r, const char *digest,
-                          int64_t size, size_t max, gr_error_t *err);
+int gr_registry_get_blob (struct gr_buf *body, struct gr_registry *r, const char *digest, int64_t size,
+                          size_t max, gr_error_t *err);
 
 /* Receives the blob's bytes in order, each exactly once (also across
    retries).  Returns <0 (filling ERR) to stop the download: no retry.  */
@@ -198,8 +196,8 @@ typedef int (*gr_blob_sink) (void *arg, const void *buf, size_t len, gr_error_t 
    (credentials only to the registry itself), bounds the size to SIZE and
    verifies the digest at the end: success means the sink got exactly the
    blob.  Thread safe: several downloads may share R.  */
-int gr_registry_fetch_blob (struct gr_registry *r, const char *digest, int64_t size,
-                            gr_blob_sink sink, void *arg, gr_error_t *err);
+int gr_registry_fetch_blob (struct gr_registry *r, const char *digest, int64_t size, gr_blob_sink sink,
+                            void *arg, gr_error_t *err);
 
 /* Credentials for REGISTRY_DOMAIN from a docker config.json (`auths`,
    base64 `auth` or username/password).  Returns 1 if found, 0 if not.  */

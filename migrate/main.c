@@ -16,8 +16,7 @@ void
 migrate_error (const char *what, gr_error_t *err)
 {
   if (err && *err)
-    fprintf (stderr, "imgmigrate: %s%s%s\n", what ? what : "", what ? ": " : "",
-             gr_error_msg (err));
+    fprintf (stderr, "imgmigrate: %s%s%s\n", what ? what : "", what ? ": " : "", gr_error_msg (err));
   else
     fprintf (stderr, "imgmigrate: %s\n", what);
 }
@@ -42,8 +41,7 @@ main (int argc, char **argv)
       usage (stderr);
       return EXIT_USAGE;
     }
-  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0
-      || strcmp (argv[1], "help") == 0)
+  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "help") == 0)
     {
       usage (stdout);
       return EXIT_OK;

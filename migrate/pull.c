@@ -39,7 +39,7 @@ static void
 human_size (char *buf, size_t n, int64_t v)
 {
   const char *units[] = { "B", "kB", "MB", "GB", "TB" };
-  double d = (double) v;
+  double d = (double)v;
   size_t u = 0;
   while (d >= 1000 && u + 1 < sizeof (units) / sizeof (units[0]))
     {
@@ -47,7 +47,7 @@ human_size (char *buf, size_t n, int64_t v)
       u++;
     }
   if (u == 0)
-    snprintf (buf, n, "%lldB", (long long) v);
+    snprintf (buf, n, "%lldB", (long long)v);
   else
     snprintf (buf, n, "%.3g%s", d, units[u]);
 }
@@ -58,8 +58,7 @@ tty_redraw_line (struct renderer *r, size_t idx)
   /* Lines are printed once in order; move up to line IDX, rewrite it,
      move back down.  */
   size_t up = r->n_printed - idx;
-  fprintf (r->f, "\033[%zuA\r\033[2K%s: %s\r\033[%zuB", up, r->lines[idx].id, r->lines[idx].text,
-           up);
+  fprintf (r->f, "\033[%zuA\r\033[2K%s: %s\r\033[%zuB", up, r->lines[idx].id, r->lines[idx].text, up);
 }
 
 static void
@@ -117,7 +116,7 @@ render_event (void *arg, const struct gr_pull_event *ev)
         {
           char cur[32], tot[32], bar[51];
           int64_t c = ev->current > ev->total ? ev->total : ev->current;
-          size_t fill = (size_t) (50 * c / ev->total);
+          size_t fill = (size_t)(50 * c / ev->total);
           for (size_t i = 0; i < 50; i++)
             bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
           bar[50] = '\0';
@@ -147,27 +146,26 @@ render_event (void *arg, const struct gr_pull_event *ev)
 static void
 pull_usage (FILE *f)
 {
-  fprintf (f,
-           "Usage: imgmigrate pull REF --root DIR --driver NAME [OPTIONS]\n\n"
-           "Pull an image from a registry into the graph root DIR of a stopped dockerd, as\n"
-           "`docker pull` would have stored it.\n\n"
-           "  --root DIR                     dockerd's --data-root (e.g. /var/lib/docker)\n"
-           "  --driver NAME                  storage driver as dockerd names it: overlay2, vfs,\n"
-           "                                 aufs (built-in, Docker <= 23) or aufs-graphdriver\n"
-           "                                 (our plugin; for a managed plugin, point --root at\n"
-           "                                 the plugin's propagated mount)\n"
-           "  --platform OS/ARCH[/VARIANT]   platform to pick from a multi-platform image\n"
-           "                                 (default: this host's)\n"
-           "  -q, --quiet                    print only the reference\n"
-           "  --format json                  JSON-lines progress on stdout\n"
-           "  --insecure-registry HOST       talk to HOST over plain http or unverified TLS\n"
-           "                                 (127.0.0.0/8, ::1 and localhost always are)\n"
-           "  -u, --username USER            registry user (password from --password-stdin)\n"
-           "  --password-stdin               read the password from stdin\n"
-           "  --docker-config FILE           credentials file (default ~/.docker/config.json)\n"
-           "  --max-concurrent-downloads N   parallel layer downloads (default 3)\n"
-           "  --debug                        log HTTP requests to stderr\n"
-           "  -h, --help                     this help\n");
+  fprintf (f, "Usage: imgmigrate pull REF --root DIR --driver NAME [OPTIONS]\n\n"
+              "Pull an image from a registry into the graph root DIR of a stopped dockerd, as\n"
+              "`docker pull` would have stored it.\n\n"
+              "  --root DIR                     dockerd's --data-root (e.g. /var/lib/docker)\n"
+              "  --driver NAME                  storage driver as dockerd names it: overlay2, vfs,\n"
+              "                                 aufs (built-in, Docker <= 23) or aufs-graphdriver\n"
+              "                                 (our plugin; for a managed plugin, point --root at\n"
+              "                                 the plugin's propagated mount)\n"
+              "  --platform OS/ARCH[/VARIANT]   platform to pick from a multi-platform image\n"
+              "                                 (default: this host's)\n"
+              "  -q, --quiet                    print only the reference\n"
+              "  --format json                  JSON-lines progress on stdout\n"
+              "  --insecure-registry HOST       talk to HOST over plain http or unverified TLS\n"
+              "                                 (127.0.0.0/8, ::1 and localhost always are)\n"
+              "  -u, --username USER            registry user (password from --password-stdin)\n"
+              "  --password-stdin               read the password from stdin\n"
+              "  --docker-config FILE           credentials file (default ~/.docker/config.json)\n"
+              "  --max-concurrent-downloads N   parallel layer downloads (default 3)\n"
+              "  --debug                        log HTTP requests to stderr\n"
+              "  -h, --help                     this help\n");
 }
 
 enum
@@ -280,7 +278,7 @@ imgmigrate_pull (int argc, char **argv)
                 free (insecure);
                 return EXIT_USAGE;
               }
-            opts.max_concurrent = (unsigned) v;
+            opts.max_concurrent = (unsigned)v;
           }
           break;
         case OPT_DEBUG:
@@ -356,7 +354,7 @@ imgmigrate_pull (int argc, char **argv)
       gr_make_error (&err, EBUSY,
                      "dockerd (pid %d) is running on `%s`: it would not see the pulled image; "
                      "stop it first, or use `docker pull`",
-                     (int) pid, root_dir);
+                     (int)pid, root_dir);
       goto fail;
     }
   if (gr_graphroot_open (&root, root_dir, driver, &err) < 0)
@@ -369,11 +367,9 @@ imgmigrate_pull (int argc, char **argv)
     printf ("%s\n", res.reference);
   else if (rend.mode == OUT_JSON)
     {
-      json_t *j = json_pack ("{s:s,s:s,s:s,s:s,s:b,s:I,s:I}", "status", "done", "id",
-                             res.image_id, "digest", res.manifest_digest, "reference",
-                             res.reference, "upToDate", res.up_to_date, "layers",
-                             (json_int_t) res.n_layers, "downloaded",
-                             (json_int_t) res.n_downloaded);
+      json_t *j = json_pack ("{s:s,s:s,s:s,s:s,s:b,s:I,s:I}", "status", "done", "id", res.image_id, "digest",
+                             res.manifest_digest, "reference", res.reference, "upToDate", res.up_to_date,
+                             "layers", (json_int_t)res.n_layers, "downloaded", (json_int_t)res.n_downloaded);
       char *s = json_dumps (j, JSON_COMPACT);
       printf ("%s\n", s);
       free (s);
@@ -385,8 +381,8 @@ imgmigrate_pull (int argc, char **argv)
 fail:
   if (rend.mode == OUT_JSON)
     {
-      json_t *j = json_pack ("{s:s,s:{s:s}}", "error", gr_error_msg (&err), "errorDetail",
-                             "message", gr_error_msg (&err));
+      json_t *j = json_pack ("{s:s,s:{s:s}}", "error", gr_error_msg (&err), "errorDetail", "message",
+                             gr_error_msg (&err));
       char *s = json_dumps (j, JSON_COMPACT);
       printf ("%s\n", s);
       free (s);

@@ -46,16 +46,17 @@ static int
 resolve_root (char **root, char **driver, json_t *req, gr_error_t *err)
 {
   const char *r = NULL, *d = NULL;
-  if (srv_json_get_string (&r, req, "Root", err) < 0
-      || srv_json_get_string (&d, req, "Driver", err) < 0)
+  if (srv_json_get_string (&r, req, "Root", err) < 0 || srv_json_get_string (&d, req, "Driver", err) < 0)
     return -1;
   if (r && d)
     {
       if (r[0] != '/')
         return gr_make_error (err, EINVAL, "Root `%s` is not an absolute path", r);
       if (gr_graphroot_backend_for (d) == NULL)
-        return gr_make_error (err, EINVAL, "Driver `%s` is not overlay2, vfs, aufs or "
-                                           "aufs-graphdriver", d);
+        return gr_make_error (err, EINVAL,
+                              "Driver `%s` is not overlay2, vfs, aufs or "
+                              "aufs-graphdriver",
+                              d);
       *root = xstrdup (r);
       *driver = xstrdup (d);
       return 0;
@@ -70,8 +71,7 @@ resolve_root (char **root, char **driver, json_t *req, gr_error_t *err)
   *driver = xstrdup (d ? d : basename (h2));
   if (gr_graphroot_backend_for (*driver) == NULL)
     {
-      gr_make_error (err, EINVAL, "cannot tell the driver name from Home `%s`: pass Driver",
-                     h2);
+      gr_make_error (err, EINVAL, "cannot tell the driver name from Home `%s`: pass Driver", h2);
       free (*root);
       free (*driver);
       return -1;
@@ -155,14 +155,15 @@ pull_producer (void *arg, int out_fd, gr_error_t *err)
     gr_make_error (&perr, EBUSY,
                    "dockerd (pid %d) is running on `%s`: it would not see the pulled image; "
                    "stop it first, or use `docker pull`",
-                   (int) pid, j->root);
+                   (int)pid, j->root);
   if (running == 0 && gr_graphroot_open (&root, j->root, j->driver, &perr) == 0)
     {
       struct gr_pull_opts opts = {
         .platform = j->platform,
         .max_concurrent = j->max_concurrent,
-        .registry = { .username = j->username, .password = j->password,
-                      .insecure = (const char *const *) j->insecure,
+        .registry = { .username = j->username,
+                      .password = j->password,
+                      .insecure = (const char *const *)j->insecure,
                       .n_insecure = j->n_insecure },
         .progress = pull_progress,
         .progress_arg = j,
@@ -172,24 +173,23 @@ pull_producer (void *arg, int out_fd, gr_error_t *err)
     }
   if (ret == 0)
     {
-      cleanup_json json_t *o = json_pack ("{s:s,s:s,s:s,s:s,s:b}", "status", "done", "id",
-                                          res.image_id, "digest", res.manifest_digest,
-                                          "reference", res.reference, "upToDate",
-                                          res.up_to_date);
+      cleanup_json json_t *o
+          = json_pack ("{s:s,s:s,s:s,s:s,s:b}", "status", "done", "id", res.image_id, "digest",
+                       res.manifest_digest, "reference", res.reference, "upToDate", res.up_to_date);
       write_line (j, o);
       srv_log (SRV_LOG_INFO, "pulled %s: %s", res.reference, res.image_id);
     }
   else
     {
-      cleanup_json json_t *o = json_pack ("{s:s,s:{s:s}}", "error", gr_error_msg (&perr),
-                                          "errorDetail", "message", gr_error_msg (&perr));
+      cleanup_json json_t *o = json_pack ("{s:s,s:{s:s}}", "error", gr_error_msg (&perr), "errorDetail",
+                                          "message", gr_error_msg (&perr));
       write_line (j, o);
       srv_log (SRV_LOG_WARN, "pull %s: %s", j->ref, gr_error_msg (&perr));
     }
   gr_error_release (&perr);
   gr_pull_result_clear (&res);
   gr_graphroot_free (root);
-  (void) err;
+  (void)err;
   /* The outcome is in the stream; a write failure means the client left.  */
   return 0;
 }
@@ -223,7 +223,7 @@ handle_pull (struct srv_reply *reply, const struct srv_request *req, gr_error_t 
   j->platform = platform ? xstrdup (platform) : NULL;
   j->username = user ? xstrdup (user) : NULL;
   j->password = pass ? xstrdup (pass) : NULL;
-  j->max_concurrent = mc && json_is_integer (mc) ? (unsigned) json_integer_value (mc) : 0;
+  j->max_concurrent = mc && json_is_integer (mc) ? (unsigned)json_integer_value (mc) : 0;
   size_t i;
   json_t *v;
   json_array_foreach (ins, i, v)
@@ -277,8 +277,8 @@ refs_by_image (json_t *repos)
 
 /* Size and layers of an image from its config.  */
 static int
-image_layers (json_t **layers_out, int64_t *size, struct gr_graphroot *root, const char *config,
-              size_t len, gr_error_t *err)
+image_layers (json_t **layers_out, int64_t *size, struct gr_graphroot *root, const char *config, size_t len,
+              gr_error_t *err)
 {
   struct gr_image_config *cfg = NULL;
   if (gr_image_config_parse (&cfg, config, len, err) < 0)
@@ -298,9 +298,9 @@ image_layers (json_t **layers_out, int64_t *size, struct gr_graphroot *root, con
           return -1;
         }
       *size += info.size;
-      json_array_append_new (layers, json_pack ("{s:s,s:s,s:s,s:I}", "DiffID", info.diff_id,
-                                                "ChainID", info.chain_id, "CacheID",
-                                                info.cache_id, "Size", (json_int_t) info.size));
+      json_array_append_new (layers,
+                             json_pack ("{s:s,s:s,s:s,s:I}", "DiffID", info.diff_id, "ChainID", info.chain_id,
+                                        "CacheID", info.cache_id, "Size", (json_int_t)info.size));
       memcpy (parent, chain, sizeof (parent));
     }
   gr_image_config_free (cfg);
@@ -309,8 +309,7 @@ image_layers (json_t **layers_out, int64_t *size, struct gr_graphroot *root, con
 }
 
 static json_t *
-image_summary (struct gr_graphroot *root, const char *id, json_t *refs, bool full,
-               gr_error_t *err)
+image_summary (struct gr_graphroot *root, const char *id, json_t *refs, bool full, gr_error_t *err)
 {
   cleanup_free char *config = NULL;
   size_t len = 0;
@@ -326,8 +325,8 @@ image_summary (struct gr_graphroot *root, const char *id, json_t *refs, bool ful
   json_t *e = json_object_get (refs, id);
   json_t *tags = e ? json_incref (json_object_get (e, "RepoTags")) : json_array ();
   json_t *digests = e ? json_incref (json_object_get (e, "RepoDigests")) : json_array ();
-  json_t *o = json_pack ("{s:s,s:o,s:o,s:I}", "Id", id, "RepoTags", tags, "RepoDigests", digests,
-                         "Size", (json_int_t) size);
+  json_t *o = json_pack ("{s:s,s:o,s:o,s:I}", "Id", id, "RepoTags", tags, "RepoDigests", digests, "Size",
+                         (json_int_t)size);
   if (full)
     {
       json_object_set_new (o, "Layers", layers);

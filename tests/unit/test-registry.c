@@ -14,8 +14,8 @@ static char *sandbox;
 #define E64 "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 
 static void
-check_ref (const char *in, const char *domain, const char *path, const char *tag,
-           const char *digest, const char *familiar)
+check_ref (const char *in, const char *domain, const char *path, const char *tag, const char *digest,
+           const char *familiar)
 {
   struct gr_reference *r = NULL;
   gr_error_t err = NULL;
@@ -55,8 +55,7 @@ test_reference (void)
   check_ref ("ubuntu:22.04", "docker.io", "library/ubuntu", "22.04", NULL, "ubuntu");
   check_ref ("user/repo", "docker.io", "user/repo", "latest", NULL, "user/repo");
   check_ref ("docker.io/library/busybox:1", "docker.io", "library/busybox", "1", NULL, "busybox");
-  check_ref ("index.docker.io/busybox", "docker.io", "library/busybox", "latest", NULL,
-             "busybox");
+  check_ref ("index.docker.io/busybox", "docker.io", "library/busybox", "latest", NULL, "busybox");
   check_ref ("docker.io/a/b/c", "docker.io", "a/b/c", "latest", NULL, "a/b/c");
   check_ref ("127.0.0.1:5000/x", "127.0.0.1:5000", "x", "latest", NULL, "127.0.0.1:5000/x");
   check_ref ("localhost/x:t", "localhost", "x", "t", NULL, "localhost/x");
@@ -66,8 +65,7 @@ test_reference (void)
   check_ref ("quay.io/org/img:tag@" D64, "quay.io", "org/img", "tag", D64, "quay.io/org/img");
   check_ref ("busybox@" D64, "docker.io", "library/busybox", NULL, D64, "busybox");
   check_ref ("[::1]:5000/x", "[::1]:5000", "x", "latest", NULL, "[::1]:5000/x");
-  check_ref ("a__b/c-d---e/f_g.h", "docker.io", "a__b/c-d---e/f_g.h", "latest", NULL,
-             "a__b/c-d---e/f_g.h");
+  check_ref ("a__b/c-d---e/f_g.h", "docker.io", "a__b/c-d---e/f_g.h", "latest", NULL, "a__b/c-d---e/f_g.h");
   /* a first component with a '.' is a registry host, and must be valid */
   check_ref_bad ("a__b.c/x", "invalid registry");
   /* a first component without '.' or ':' is part of the path */
@@ -78,8 +76,7 @@ test_reference (void)
   check_ref_bad ("", "empty");
   check_ref_bad ("Ubuntu", "must be lowercase");
   check_ref_bad ("UPPER/x", "must be lowercase");
-  check_ref_bad ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-                 "64-byte hexadecimal");
+  check_ref_bad ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "64-byte hexadecimal");
   check_ref_bad ("x:", "invalid tag");
   check_ref_bad ("x:-tag", "invalid tag");
   check_ref_bad ("x@sha256:abc", "invalid digest");
@@ -198,8 +195,7 @@ test_platform (void)
   gr_platform_clear (&p);
 
   gr_error_t err = NULL;
-  const char *bad[] = { "linux", "linux/", "/amd64", "linux/amd64/", "a/b/c/d", "linux//v7",
-                        "linux/am d64" };
+  const char *bad[] = { "linux", "linux/", "/amd64", "linux/amd64/", "a/b/c/d", "linux//v7", "linux/am d64" };
   for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
     {
       CU_ASSERT (gr_platform_parse (&p, bad[i], &err) < 0);
@@ -248,10 +244,8 @@ test_manifest (void)
         "\"config\":{\"mediaType\":\"" GR_MT_DOCKER_CONFIG "\",\"digest\":\"" D64 "\",\"size\":7},"
         "\"layers\":[{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\","
         "\"digest\":\"" E64 "\",\"size\":1234},"
-        "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"" D64
-        "\",\"size\":0}]}";
-  ASSERT_OK (gr_manifest_parse (&m, GR_MT_DOCKER_MANIFEST "; charset=utf-8", img, strlen (img),
-                                err_));
+        "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"" D64 "\",\"size\":0}]}";
+  ASSERT_OK (gr_manifest_parse (&m, GR_MT_DOCKER_MANIFEST "; charset=utf-8", img, strlen (img), err_));
   CU_ASSERT (m->kind == GR_MANIFEST_IMAGE);
   CU_ASSERT_STRING_EQUAL (m->config.digest, D64);
   CU_ASSERT (m->config.size == 7);
@@ -303,12 +297,11 @@ test_manifest (void)
              "ambiguous");
   parse_bad (NULL,
              "{\"schemaVersion\":2,\"mediaType\":\"" GR_MT_OCI_MANIFEST "\",\"manifests\":[],"
-             "\"config\":{\"mediaType\":\"" GR_MT_OCI_CONFIG "\",\"digest\":\"" D64
-             "\",\"size\":1}}",
+             "\"config\":{\"mediaType\":\"" GR_MT_OCI_CONFIG "\",\"digest\":\"" D64 "\",\"size\":1}}",
              "ambiguous");
   parse_bad (GR_MT_OCI_INDEX,
-             "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"" GR_MT_OCI_CONFIG
-             "\",\"digest\":\"" D64 "\",\"size\":1},\"layers\":[]}",
+             "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"" GR_MT_OCI_CONFIG "\",\"digest\":\"" D64
+             "\",\"size\":1},\"layers\":[]}",
              "ambiguous");
   /* schema1, wrong versions, mismatching types, bad descriptors */
   parse_bad (NULL, "{\"schemaVersion\":1,\"fsLayers\":[]}", "schema 1");
