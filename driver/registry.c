@@ -7,6 +7,10 @@
 #include "registry.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <netdb.h>
 #include <curl/curl.h>
 #include <jansson.h>
@@ -172,6 +176,75 @@ normalize_config_key (const char *key)
   return h;
 }
 
+/* Ask a credential helper: `docker-credential-HELPER get` with the server
+   URL on stdin answers {"ServerURL","Username","Secret"}.  Returns 1 if
+   it knew the server, 0 if not.  */
+static int
+credential_helper (char **user, char **pass, const char *helper, const char *registry_domain, gr_error_t *err)
+{
+  cleanup_free char *prog = xasprintf ("docker-credential-%s", helper);
+  const char *server
+      = strcmp (registry_domain, GR_DEFAULT_DOMAIN) == 0 ? "https://index.docker.io/v1/" : registry_domain;
+  int in[2], out[2];
+  for (const char *c = helper; *c; c++)
+    if (!isalnum ((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
+      return gr_make_error (err, EINVAL, "invalid credential helper name `%s`", helper);
+  if (pipe2 (in, O_CLOEXEC) < 0)
+    return gr_make_error (err, errno, "pipe");
+  if (pipe2 (out, O_CLOEXEC) < 0)
+    {
+      close (in[0]);
+      close (in[1]);
+      return gr_make_error (err, errno, "pipe");
+    }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init (&fa);
+  posix_spawn_file_actions_adddup2 (&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2 (&fa, out[1], 1);
+  char *argv[] = { prog, (char *)"get", NULL };
+  extern char **environ;
+  pid_t pid;
+  int rc = posix_spawnp (&pid, prog, &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy (&fa);
+  close (in[0]);
+  close (out[1]);
+  if (rc != 0)
+    {
+      close (in[1]);
+      close (out[0]);
+      return gr_make_error (err, rc, "run `%s` (credsStore/credHelpers of the docker config)", prog);
+    }
+  gr_error_t werr = NULL;
+  gr_write_all (in[1], server, strlen (server), &werr);
+  gr_error_release (&werr);
+  close (in[1]);
+  struct gr_buf b = { 0 };
+  char chunk[4096];
+  ssize_t n;
+  while ((n = read (out[0], chunk, sizeof (chunk))) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0 && b.len < 65536)
+      gr_buf_append (&b, chunk, (size_t)n);
+  close (out[0]);
+  int status = 0;
+  while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  __attribute__ ((cleanup (json_cleanup))) json_t *doc = NULL;
+  if (WIFEXITED (status) && WEXITSTATUS (status) == 0 && b.len)
+    doc = json_loadb (b.data, b.len, 0, NULL);
+  gr_buf_free (&b);
+  if (doc == NULL)
+    return 0; /* "credentials not found in native keychain" and the like */
+  const char *u = json_string_value (json_object_get (doc, "Username"));
+  const char *p = json_string_value (json_object_get (doc, "Secret"));
+  if (u == NULL || p == NULL || *u == '\0')
+    return 0;
+  if (strcmp (u, "<token>") == 0)
+    return gr_make_error (err, ENOTSUP, "`%s`: identity tokens are not supported", prog);
+  *user = xstrdup (u);
+  *pass = xstrdup (p);
+  return 1;
+}
+
 int
 gr_docker_config_credentials (char **user, char **pass, const char *config_path, const char *registry_domain,
                               gr_error_t *err)
@@ -189,9 +262,24 @@ gr_docker_config_credentials (char **user, char **pass, const char *config_path,
   fclose (f);
   if (doc == NULL)
     return gr_make_error (err, EINVAL, "`%s`: invalid JSON: %s", config_path, jerr.text);
-  json_t *auths = json_object_get (doc, "auths");
+  const char *helper = NULL;
   const char *key;
   json_t *val;
+  json_object_foreach (json_object_get (doc, "credHelpers"), key, val)
+  {
+    cleanup_free char *k = normalize_config_key (key);
+    if (strcmp (k, registry_domain) == 0 && json_is_string (val))
+      helper = json_string_value (val);
+  }
+  if (helper == NULL)
+    helper = json_string_value (json_object_get (doc, "credsStore"));
+  if (helper && *helper)
+    {
+      int r = credential_helper (user, pass, helper, registry_domain, err);
+      if (r != 0)
+        return r;
+    }
+  json_t *auths = json_object_get (doc, "auths");
   json_object_foreach (auths, key, val)
   {
     cleanup_free char *k = normalize_config_key (key);

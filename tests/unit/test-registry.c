@@ -396,6 +396,51 @@ test_docker_config (void)
   free (u);
   free (p);
   CU_ASSERT (gr_docker_config_credentials (&u, &p, path, "other:1", &err) == 0);
+  /* credHelpers / credsStore: docker-credential-<name> get, found on PATH */
+  char *helper = xasprintf ("%s/docker-credential-grtest", sandbox);
+  f = fopen (helper, "w");
+  CU_ASSERT_FATAL (f != NULL);
+  fputs ("#!/bin/sh\nread server\n"
+         "case $server in helped:1) echo '{\"ServerURL\":\"helped:1\",\"Username\":\"hu\","
+         "\"Secret\":\"hs\"}' ;; *) echo 'credentials not found in native keychain'; exit 1 ;; esac\n",
+         f);
+  fclose (f);
+  chmod (helper, 0755);
+  char *oldpath = xstrdup (getenv ("PATH") ? getenv ("PATH") : "/usr/bin:/bin");
+  char *newpath = xasprintf ("%s:%s", sandbox, oldpath);
+  setenv ("PATH", newpath, 1);
+  char *path2 = xasprintf ("%s/config2.json", sandbox);
+  f = fopen (path2, "w");
+  CU_ASSERT_FATAL (f != NULL);
+  fputs ("{\"credHelpers\":{\"helped:1\":\"grtest\"},"
+         "\"auths\":{\"other:1\":{\"auth\":\"dXNlcjpwYTpzcw==\"}}}",
+         f);
+  fclose (f);
+  CU_ASSERT (gr_docker_config_credentials (&u, &p, path2, "helped:1", &err) == 1);
+  CU_ASSERT (u && strcmp (u, "hu") == 0 && p && strcmp (p, "hs") == 0);
+  free (u);
+  free (p);
+  u = p = NULL;
+  /* not a helper's registry: the auths entry */
+  CU_ASSERT (gr_docker_config_credentials (&u, &p, path2, "other:1", &err) == 1);
+  CU_ASSERT (u && strcmp (u, "user") == 0);
+  free (u);
+  free (p);
+  u = p = NULL;
+  f = fopen (path2, "w");
+  fputs ("{\"credsStore\":\"grtest\"}", f);
+  fclose (f);
+  CU_ASSERT (gr_docker_config_credentials (&u, &p, path2, "helped:1", &err) == 1);
+  free (u);
+  free (p);
+  /* the helper does not know it: no credentials, no error */
+  CU_ASSERT (gr_docker_config_credentials (&u, &p, path2, "unknown:1", &err) == 0);
+  setenv ("PATH", oldpath, 1);
+  free (oldpath);
+  free (newpath);
+  free (path2);
+  free (helper);
+
   char *missing = xasprintf ("%s/nope.json", sandbox);
   CU_ASSERT (gr_docker_config_credentials (&u, &p, missing, "docker.io", &err) == 0);
   free (missing);
