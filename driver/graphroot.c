@@ -80,6 +80,19 @@ gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *
   if (backend == NULL)
     return gr_make_error (err, EINVAL, "unknown storage driver `%s` (overlay2, vfs, aufs, aufs-graphdriver)",
                           driver_name ? driver_name : "");
+  return gr_graphroot_open_with (out, root_dir, driver_name, backend, NULL, err);
+}
+
+int
+gr_graphroot_open_with (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
+                        const char *backend, const char *home_dir, gr_error_t *err)
+{
+  if (driver_name == NULL || gr_id_validate (driver_name, NULL) < 0 || strchr (driver_name, '/'))
+    return gr_make_error (err, EINVAL, "invalid storage driver name `%s`", driver_name ? driver_name : "");
+  if (backend == NULL || gr_backend_lookup (backend) == NULL)
+    return gr_make_error (err, EINVAL, "unknown storage backend `%s`", backend ? backend : "");
+  if (home_dir && home_dir[0] != '/')
+    return gr_make_error (err, EINVAL, "driver home `%s` is not an absolute path", home_dir);
   if (root_dir == NULL || root_dir[0] == '\0')
     return gr_make_error (err, EINVAL, "no graph root given");
   if (gr_mkdir_p_at (AT_FDCWD, root_dir, 0711, err) < 0)
@@ -112,7 +125,7 @@ gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *
     { "distribution", 0700 },
   };
   cleanup_free char *image_rel = xasprintf ("image/%s", driver_name);
-  cleanup_free char *home = xasprintf ("%s/%s", r->root, driver_name);
+  cleanup_free char *home = home_dir ? xstrdup (home_dir) : xasprintf ("%s/%s", r->root, driver_name);
   r->root_fd = open (r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (r->root_fd < 0)
     {

@@ -45,6 +45,14 @@ struct gr_graphroot
    first.  */
 int gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
                        gr_error_t *err);
+/* The same for a storage driver dockerd knows under another name (a
+   graphdriver plugin such as "aufs-graphdriver-test", or a managed plugin)
+   with backend BACKEND ("aufs", "overlay2", "vfs") and layers in HOME (an
+   absolute path; NULL means <root>/<driver_name>).  A managed plugin with
+   PropagatedMount /data keeps its layers in
+   <root>/plugins/<plugin id>/propagated-mount/<driver_name>.  */
+int gr_graphroot_open_with (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
+                            const char *backend, const char *home, gr_error_t *err);
 /* NULL-safe.  Every layer writer of ROOT must have been freed.  */
 void gr_graphroot_free (struct gr_graphroot *root);
 

@@ -6,6 +6,9 @@
 
    usage: store-load ROOT DRIVER SAVE_DIR [MANIFEST_DIGEST]
 
+   DRIVER: overlay2, vfs, aufs, aufs-graphdriver, or NAME=BACKEND for a
+   graphdriver plugin called NAME (e.g. aufs-graphdriver-e2e42=aufs).
+
    MANIFEST_DIGEST (optional) is recorded as the `name@digest` reference
    of every tag and as the source of every layer (a stand-in for what a
    registry would give).  */
@@ -168,6 +171,17 @@ load_image (struct gr_graphroot *root, int dirfd, json_t *m, const char *manifes
   return ret;
 }
 
+/* DRIVER is a dockerd driver name, or NAME=BACKEND for a plugin named NAME.  */
+static int
+open_root (struct gr_graphroot **root, const char *dir, const char *driver, gr_error_t *err)
+{
+  const char *eq = strchr (driver, '=');
+  if (eq == NULL)
+    return gr_graphroot_open (root, dir, driver, err);
+  cleanup_free char *name = xstrndup (driver, (size_t)(eq - driver));
+  return gr_graphroot_open_with (root, dir, name, eq + 1, NULL, err);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -188,7 +202,7 @@ main (int argc, char **argv)
   cleanup_free char *mdata = NULL;
   size_t mlen = 0;
   if (dirfd < 0 || gr_read_file_at (&mdata, &mlen, dirfd, "manifest.json", 0, &err) < 0
-      || gr_graphroot_open (&root, argv[1], argv[2], &err) < 0)
+      || open_root (&root, argv[1], argv[2], &err) < 0)
     {
       fprintf (stderr, "store-load: %s\n", err ? err->msg : "cannot open save dir");
       return 1;
