@@ -247,6 +247,81 @@ query_free (struct srv_query *q)
   free (q->values);
 }
 
+/* URL unescaping (path and query string): %XX as usual, except that %00
+   stays as it is.  A decoded NUL would silently cut a C string short:
+   `?id=abc%00../x` must not become `abc` (MHD's own unescaper decodes it);
+   kept literally, the `%` makes the ID invalid and the request fails.  */
+static int
+hex_digit (char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+static size_t
+unescape_no_nul (void *cls, struct MHD_Connection *conn, char *s)
+{
+  char *w = s;
+  for (const char *r = s; *r;)
+    {
+      int hi, lo;
+      if (r[0] == '%' && (hi = hex_digit (r[1])) >= 0 && (lo = hex_digit (r[2])) >= 0 && (hi | lo) != 0)
+        {
+          *w++ = (char) (hi * 16 + lo);
+          r += 3;
+        }
+      else
+        *w++ = *r++;
+    }
+  *w = '\0';
+  return (size_t) (w - s);
+}
+
+/* MSG as valid UTF-8 (json_string refuses anything else): bytes that are
+   not part of a well-formed sequence become \xNN.  A query-string ID such
+   as %FF ends up in error messages.  */
+static char *
+utf8_sanitize (const char *msg)
+{
+  cleanup_buf struct gr_buf b = { 0 };
+  const unsigned char *p = (const unsigned char *) msg;
+  while (*p)
+    {
+      size_t n = 0;
+      if (*p < 0x80)
+        n = 1;
+      else if (*p >= 0xc2 && *p <= 0xdf)
+        n = 2;
+      else if (*p >= 0xe0 && *p <= 0xef)
+        n = 3;
+      else if (*p >= 0xf0 && *p <= 0xf4)
+        n = 4;
+      for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+          n = 0;
+      /* overlong 3/4-byte forms, surrogates, > U+10FFFF */
+      if ((n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+          || (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))))
+        n = 0;
+      if (n == 0)
+        {
+          gr_buf_printf (&b, "\\x%02X", *p);
+          p++;
+        }
+      else
+        {
+          gr_buf_append (&b, p, n);
+          p += n;
+        }
+    }
+  return gr_buf_steal (&b);
+}
+
 /* ------------------------------------------------------------ JSON helpers */
 
 int
@@ -327,9 +402,10 @@ queue_json (struct MHD_Connection *conn, struct conn_state *cs, unsigned int sta
 static enum MHD_Result
 queue_error (struct MHD_Connection *conn, struct conn_state *cs, unsigned int status, const char *msg)
 {
-  json_t *body = json_pack ("{s:s}", "Err", msg ? msg : "unknown error");
+  cleanup_free char *clean = utf8_sanitize (msg ? msg : "unknown error");
+  json_t *body = json_pack ("{s:s}", "Err", clean);
   enum MHD_Result r;
-  srv_log (SRV_LOG_ERROR, "%s: %u %s", cs->path, status, msg ? msg : "unknown error");
+  srv_log (SRV_LOG_ERROR, "%s: %u %s", cs->path, status, clean);
   r = queue_json (conn, cs, status, body);
   json_decref (body);
   return r;
@@ -875,7 +951,8 @@ srv_start (struct srv *s, gr_error_t *err)
     }
   s->mhd = MHD_start_daemon (flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
                              s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
-                             request_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)0,
+                             request_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_no_nul, s,
+                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)0,
                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
   if (s->mhd == NULL)
     {

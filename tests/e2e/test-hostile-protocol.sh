@@ -1,0 +1,118 @@
+#!/bin/bash
+# Hostile clients and a corrupt graph root against the real
+# aufs-graphdriver binary (temp socket, temp Home; helpers in
+# protocol-lib.sh): each bad request gets a clear {"Err":...}, the server
+# stays up, layers already stored stay intact, nothing is written outside
+# the layer.  IDs with NUL/%00, invalid UTF-8, very long IDs; parents
+# removed under their children; concurrent Create/Remove/Get/Put of one ID;
+# ApplyDiff into missing, mounted, busy or already applied layers; Diff
+# during an ApplyDiff; corrupt layers/ files, symlinked diff/ and mnt/
+# dirs, a garbage whiteout-format; many idle and slow connections.
+#
+# Environment: see protocol-lib.sh (PLUGIN_BIN).
+set -u
+set -o pipefail
+
+PROTO_NAME=hostile-protocol
+# shellcheck source=protocol-lib.sh
+. "$(dirname "$0")/protocol-lib.sh"
+
+U=http://plugin.moby.localhost
+# raw ENDPOINT [curl args]: print the body (no status), for background jobs.
+raw () { curl -sS --unix-socket "$SOCK" -X POST "$U$1" "${@:2}" 2>&1; }
+# apply ID TAR [PARENT]: ApplyDiff, sets CODE/BODY.
+apply () { call "/GraphDriver.ApplyDiff?id=$1&parent=${3:-}" -H 'Transfer-Encoding: chunked' --data-binary @"$2"; }
+# err_has TEXT: the last reply is an error naming TEXT.
+err_has ()
+{
+  if [ "$CODE" != 200 ] && [[ "$BODY" == '{"Err":"'*"$1"* ]]; then ok; else
+    fail "want an error with \"$1\", got $CODE $BODY"
+  fi
+}
+tree_sum () { (cd "$1" && find . -printf '%p %y %s %m\n' | sort && find . -type f -exec cat {} + | md5sum); }
+
+mkdir -p "$WORK/t1" "$WORK/t2" "$WORK/outside"
+echo one >"$WORK/t1/one"
+mkdir "$WORK/t1/d"
+echo deep >"$WORK/t1/d/f"
+echo two >"$WORK/t2/two"
+head -c 4000000 /dev/urandom >"$WORK/t2/big"
+tar --format=posix -C "$WORK/t1" -cf "$WORK/t1.tar" one d
+tar --format=posix -C "$WORK/t2" -cf "$WORK/t2.tar" two big
+echo secret >"$WORK/outside/secret"
+OUTSIDE_SUM=$(tree_sum "$WORK/outside")
+
+start_plugin
+expect 200 '{"Err":""}' /GraphDriver.Init -d "{\"Home\":\"$HOME_DIR\"}"
+# A base and a child that every section below must leave alone.
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"keep"}'
+apply keep "$WORK/t1.tar"
+[ "$CODE" = 200 ] && ok || fail "ApplyDiff keep: $CODE $BODY"
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"keepkid","Parent":"keep"}'
+apply keepkid "$WORK/t2.tar" keep
+[ "$CODE" = 200 ] && ok || fail "ApplyDiff keepkid: $CODE $BODY"
+KEEP_SUM=$(tree_sum "$HOME_DIR/diff/keep")
+KEEPKID_SUM=$(tree_sum "$HOME_DIR/diff/keepkid")
+
+intact ()
+{
+  alive
+  [ "$(tree_sum "$HOME_DIR/diff/keep")" = "$KEEP_SUM" ] && ok || fail "$1: layer keep changed"
+  [ "$(tree_sum "$HOME_DIR/diff/keepkid")" = "$KEEPKID_SUM" ] && ok || fail "$1: layer keepkid changed"
+  [ "$(tree_sum "$WORK/outside")" = "$OUTSIDE_SUM" ] && ok || fail "$1: the outside dir changed"
+  call /GraphDriver.Get -d '{"ID":"keepkid"}'
+  [ "$CODE" = 200 ] && [ "$(cat "$(json_field Dir)/one" 2>&1)" = one ] && ok || fail "$1: Get keepkid: $CODE $BODY"
+  call /GraphDriver.Put -d '{"ID":"keepkid"}'
+}
+
+# ------------------------------------------------------------ hostile IDs
+# %00 in the query string must not cut the ID short (`keep%00x` is not `keep`).
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"nul"}'
+apply 'nul%00../../x' "$WORK/t1.tar"
+err_has 'invalid layer id'
+[ -z "$(ls -A "$HOME_DIR/diff/nul")" ] && ok || fail "ApplyDiff ?id=nul%00...: applied into nul"
+apply 'keep%00' "$WORK/t2.tar"
+err_has 'invalid layer id'
+apply nul "$WORK/t1.tar" 'keep%00'
+err_has 'invalid layer id'
+# ... nor in the path.
+call '/GraphDriver.Remove%00x' -d '{"ID":"nul"}'
+[ "$CODE" = 404 ] && ok || fail "/GraphDriver.Remove%00x: $CODE $BODY"
+expect 200 '{"Err":"","Exists":true}' /GraphDriver.Exists -d '{"ID":"nul"}'
+# Invalid UTF-8 in an ID: still a readable error, not "cannot encode".
+apply '%FF%FE' "$WORK/t1.tar"
+err_has 'invalid layer id `\\xFF\\xFE`'
+call /GraphDriver.Create -d '{"ID":"a\u0000b"}'
+err_has 'NUL'
+call /GraphDriver.Create -d '{"ID":"\ud800"}'
+[ "$CODE" != 200 ] && ok || fail "a lone surrogate ID: $CODE $BODY"
+# Very long IDs: JSON, query string, a 1 MB ID (over the JSON limit).
+long=$(head -c 5000 /dev/zero | tr '\0' a)
+call /GraphDriver.Create -d "{\"ID\":\"$long\"}"
+err_has 'longer than 128'
+apply "$long" "$WORK/t1.tar"
+err_has 'longer than 128'
+head -c 300000 /dev/zero | tr '\0' b >"$WORK/longid"
+call "/GraphDriver.ApplyDiff?id=$(cat "$WORK/longid")" --data-binary @"$WORK/t1.tar"
+[ "$CODE" != 200 ] && ok || fail "a 300 kB query ID: $CODE"
+{ printf '{"ID":"'; head -c 1100000 /dev/zero | tr '\0' c; printf '"}'; } >"$WORK/hugeid.json"
+expect_err /GraphDriver.Create --data-binary @"$WORK/hugeid.json"
+for id in 'x-removing' '-init' 'a%2Fb' '%2e%2e'; do
+  expect_err /GraphDriver.Create -d "{\"ID\":\"$id\"}"
+  call "/GraphDriver.ApplyDiff?id=$id" --data-binary @"$WORK/t1.tar"
+  [ "$CODE" != 200 ] && ok || fail "ApplyDiff ?id=$id: $CODE $BODY"
+done
+# Malformed JSON of every shape (the server must answer each and live).
+for body in '{' '}' '{"ID":"keep",}' '{"ID":"keep"} x' '{"ID":["keep"]}' '{"ID":{"a":1}}' \
+  '{"ID":"keep","ID":"../x"}' 'null' '1e999999' '"\u0000"' "$(printf '{"ID":"\xff"}')" \
+  "$(head -c 100000 /dev/zero | tr '\0' '[')"; do
+  expect_err /GraphDriver.Remove -d "$body"
+done
+intact "hostile IDs"
+
+if [ "$FAILED" != 0 ]; then
+  echo "test-hostile-protocol: FAILED ($CHECKS checks passed)" >&2
+  exit 1
+fi
+echo "test-hostile-protocol: $CHECKS checks passed"
+exit 0
