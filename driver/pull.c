@@ -14,6 +14,9 @@
 #include <string.h>
 #include <time.h>
 #include <zlib.h>
+#ifdef HAVE_ZSTD
+#include <zstd.h>
+#endif
 
 #define DEFAULT_CONCURRENCY 3
 #define INFLATE_CHUNK (256 * 1024)
@@ -24,6 +27,7 @@ enum compression
   COMP_UNKNOWN,
   COMP_NONE,
   COMP_GZIP,
+  COMP_ZSTD,
 };
 
 struct pull;
@@ -44,6 +48,10 @@ struct layer_job
   size_t head_len;
   z_stream z;
   bool z_init;
+#ifdef HAVE_ZSTD
+  ZSTD_DStream *zs;
+  size_t zs_pending; /* last ZSTD_decompressStream hint: 0 = at a frame end */
+#endif
   bool z_end; /* the last gzip member ended */
   unsigned char *out;
   int64_t received;
@@ -152,11 +160,47 @@ feed_inflate (struct layer_job *j, const unsigned char *buf, size_t len, gr_erro
   return 0;
 }
 
+#ifdef HAVE_ZSTD
+static int
+feed_zstd (struct layer_job *j, const unsigned char *buf, size_t len, gr_error_t *err)
+{
+  ZSTD_inBuffer in = { buf, len, 0 };
+  while (in.pos < in.size)
+    {
+      ZSTD_outBuffer out = { j->out, INFLATE_CHUNK, 0 };
+      size_t r = ZSTD_decompressStream (j->zs, &out, &in);
+      if (ZSTD_isError (r))
+        return gr_make_error (err, EINVAL, "layer %s: zstd: %s", j->desc->digest, ZSTD_getErrorName (r));
+      j->zs_pending = r;
+      if (out.pos && gr_layer_writer_write (j->w, j->out, out.pos, err) < 0)
+        return -1;
+    }
+  /* Flush what the decoder still holds for input already consumed.  */
+  for (;;)
+    {
+      ZSTD_outBuffer out = { j->out, INFLATE_CHUNK, 0 };
+      size_t r = ZSTD_decompressStream (j->zs, &out, &in);
+      if (ZSTD_isError (r))
+        return gr_make_error (err, EINVAL, "layer %s: zstd: %s", j->desc->digest, ZSTD_getErrorName (r));
+      if (out.pos == 0)
+        break; /* a hint for the next frame header: not "pending" data */
+      j->zs_pending = r;
+      if (gr_layer_writer_write (j->w, j->out, out.pos, err) < 0)
+        return -1;
+    }
+  return 0;
+}
+#endif
+
 static int
 feed_decoded (struct layer_job *j, const unsigned char *buf, size_t len, gr_error_t *err)
 {
   if (j->comp == COMP_NONE)
     return gr_layer_writer_write (j->w, buf, len, err);
+#ifdef HAVE_ZSTD
+  if (j->comp == COMP_ZSTD)
+    return feed_zstd (j, buf, len, err);
+#endif
   return feed_inflate (j, buf, len, err);
 }
 
@@ -174,8 +218,20 @@ detect_compression (struct layer_job *j, gr_error_t *err)
     }
   else if (j->head_len >= 4 && j->head[0] == 0x28 && j->head[1] == 0xb5 && j->head[2] == 0x2f
            && j->head[3] == 0xfd)
-    return gr_make_error (err, ENOTSUP, "layer %s: zstd compressed layers are not supported",
-                          j->desc->digest);
+    {
+#ifdef HAVE_ZSTD
+      j->comp = COMP_ZSTD;
+      j->zs = ZSTD_createDStream ();
+      if (j->zs == NULL || ZSTD_isError (ZSTD_initDStream (j->zs)))
+        return gr_make_error (err, ENOMEM, "ZSTD_createDStream");
+      j->zs_pending = 1;
+      j->out = xmalloc (INFLATE_CHUNK);
+#else
+      return gr_make_error (err, ENOTSUP,
+                            "layer %s: zstd compressed layers are not supported (built without libzstd)",
+                            j->desc->digest);
+#endif
+    }
   else if (j->head_len >= 3 && j->head[0] == 'B' && j->head[1] == 'Z' && j->head[2] == 'h')
     return gr_make_error (err, ENOTSUP, "layer %s: bzip2 compressed layers are not supported",
                           j->desc->digest);
@@ -235,6 +291,10 @@ layer_finish_stream (struct layer_job *j, gr_error_t *err)
       if (j->head_len && feed_decoded (j, j->head, j->head_len, err) < 0)
         return -1;
     }
+#ifdef HAVE_ZSTD
+  if (j->comp == COMP_ZSTD && j->zs_pending != 0)
+    return gr_make_error (err, EINVAL, "layer %s: zstd: unexpected end of stream", j->desc->digest);
+#endif
   if (j->comp == COMP_GZIP && !j->z_end)
     return gr_make_error (err, EINVAL, "layer %s: gzip: unexpected end of stream", j->desc->digest);
   return 0;
@@ -246,6 +306,10 @@ layer_job_release (struct layer_job *j)
   if (j->z_init)
     inflateEnd (&j->z);
   j->z_init = false;
+#ifdef HAVE_ZSTD
+  ZSTD_freeDStream (j->zs);
+  j->zs = NULL;
+#endif
   free (j->out);
   j->out = NULL;
   gr_layer_writer_free (j->w);

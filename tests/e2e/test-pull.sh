@@ -106,6 +106,26 @@ saved_diff_ids vfs "$REF" > "$E2E_WORK/got-diffids-vfs"
 check "vfs: docker save reproduces the registry's diffIDs" cmp "$E2E_WORK/want-diffids" "$E2E_WORK/got-diffids-vfs"
 dockerd_stop vfs
 
+# --- zstd layers (when built with libzstd)
+if grep -q "define HAVE_ZSTD 1" "$GR_BUILDDIR/config.h" 2>/dev/null; then
+  skopeo copy -q --dest-compress --dest-compress-format zstd "docker-archive:$(make_image special)" \
+    "oci:$E2E_WORK/ocz:v1" >&2 || die "skopeo zstd layout"
+  skopeo copy -q --dest-tls-verify=false --preserve-digests "oci:$E2E_WORK/ocz:v1" \
+    "docker://$REGISTRY_ADDR/e2e/zstd:v1" >&2 || die "skopeo push zstd"
+  check "zstd: the registry holds tar+zstd layers" bash -c \
+    "curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://$REGISTRY_ADDR/v2/e2e/zstd/manifests/v1 | grep -q 'tar+zstd'"
+  mkdir -p "$E2E_WORK/zstd/data"
+  check "zstd: imgmigrate pull" imgm pull "$REGISTRY_ADDR/e2e/zstd:v1" --root "$E2E_WORK/zstd/data" --driver overlay2
+  check "zstd: same layers (chainIDs) as the gzip image" \
+    test "$(ls "$E2E_WORK/zstd/data/image/overlay2/layerdb/sha256" | sort)" = "$(ls "$ROOT/image/overlay2/layerdb/sha256" | sort | grep -Ff <(ls "$E2E_WORK/zstd/data/image/overlay2/layerdb/sha256"))"
+  dockerd_start zstd overlay2 || die "dockerd on the zstd root"
+  check "zstd: docker run works" \
+    test "$(dk zstd run --rm --network none "$REGISTRY_ADDR/e2e/zstd:v1" /bin/busybox echo z-ok 2>&1)" = z-ok
+  dockerd_stop zstd
+else
+  log "built without libzstd: zstd layers not tested"
+fi
+
 # --- usage errors
 "$IMGMIGRATE" pull "$REF" --driver overlay2 > /dev/null 2>&1
 check "missing --root is a usage error (exit 2)" test $? = 2
