@@ -13,10 +13,20 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 #include <time.h>
 
 #define JSON_CONTENT_TYPE "application/vnd.docker.plugins.v1+json"
+
+/* Idle clients cannot starve the server: a connection that sends no
+   complete request header for this long (keep-alive idle, or headers
+   trickling in) is closed; once a request's headers are in, it has no
+   time limit (a Diff or ApplyDiff may stream for long).  */
+#define SRV_IDLE_TIMEOUT_S 30u
+/* Connections served at once (a thread each); the socket's backlog.  */
+#define SRV_MAX_CONNECTIONS 4096u
+#define SRV_LISTEN_BACKLOG 4096
 
 /* ---------------------------------------------------------------- logging */
 
@@ -755,7 +765,8 @@ access_handler (void *cls, struct MHD_Connection *conn, const char *url, const c
 
   if (cs == NULL)
     {
-      /* Headers are in, no body yet.  */
+      /* Headers are in, no body yet: no idle limit while it runs.  */
+      MHD_set_connection_option (conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
       cs = xzalloc (sizeof (*cs));
       cs->srv = s;
       cs->path = xstrdup (url);
@@ -853,6 +864,8 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls,
     }
   conn_state_free (cs);
   *con_cls = NULL;
+  /* Back to waiting for the next request on a keep-alive connection.  */
+  MHD_set_connection_option (conn, MHD_CONNECTION_OPTION_TIMEOUT, SRV_IDLE_TIMEOUT_S);
 }
 
 /* ----------------------------------------------------------------- socket */
@@ -930,10 +943,25 @@ open_listen_socket (struct srv *s, gr_error_t *err)
   s->socket_created = true;
   if (chmod (path, 0660) < 0)
     return gr_make_error (err, errno, "chmod `%s`", path);
-  if (listen (fd, 128) < 0)
+  if (listen (fd, SRV_LISTEN_BACKLOG) < 0)
     return gr_make_error (err, errno, "listen `%s`", path);
   s->listen_fd = gr_steal_fd (fd);
   return 0;
+}
+
+/* Each connection holds a socket and, while it streams, a few more fds:
+   take the hard limit so that the connection limit, not EMFILE, bounds
+   them.  */
+static void
+raise_fd_limit (void)
+{
+  struct rlimit rl;
+  if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+    {
+      rl.rlim_cur = rl.rlim_max;
+      if (setrlimit (RLIMIT_NOFILE, &rl) < 0)
+        srv_log (SRV_LOG_DEBUG, "raise the open files limit: %s", strerror (errno));
+    }
 }
 
 int
@@ -942,6 +970,7 @@ srv_start (struct srv *s, gr_error_t *err)
   unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL
                        | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 
+  raise_fd_limit ();
   if (open_listen_socket (s, err) < 0)
     {
       if (s->socket_created)
@@ -952,7 +981,8 @@ srv_start (struct srv *s, gr_error_t *err)
   s->mhd = MHD_start_daemon (flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
                              s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
                              request_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_no_nul, s,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)0,
+                             MHD_OPTION_CONNECTION_TIMEOUT, SRV_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+                             SRV_MAX_CONNECTIONS,
                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
   if (s->mhd == NULL)
     {

@@ -110,6 +110,67 @@ for body in '{' '}' '{"ID":"keep",}' '{"ID":"keep"} x' '{"ID":["keep"]}' '{"ID":
 done
 intact "hostile IDs"
 
+# ------------------------------------------------------- idle clients
+# Many idle connections (nothing sent, half a header, a body promised and
+# never sent) must not keep new requests out, and a client that never
+# completes its request header is dropped in bounded time.
+cat >"$WORK/idle.py" <<'PY'
+import socket, sys, time
+path, idle, partial, body = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+held = []
+def conn(data):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    if data:
+        s.sendall(data)
+    held.append(s)
+for _ in range(idle):
+    conn(b"")
+for _ in range(partial):
+    conn(b"POST /GraphDriver.Exists HTTP/1.1\r\nHost: x\r\nContent-Le")
+for _ in range(body):
+    conn(b"POST /GraphDriver.Exists HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+print("holding", len(held), flush=True)
+time.sleep(float(sys.argv[5]))
+PY
+cat >"$WORK/dropped.py" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"POST /GraphDriver.Exists HTTP/1.1\r\nHost: x\r\n")
+s.settimeout(float(sys.argv[2]))
+t = time.time()
+try:
+    while s.recv(100):
+        pass
+    print("closed after %d s" % (time.time() - t))
+except socket.timeout:
+    print("still open after %s s" % sys.argv[2])
+PY
+ulimit -n 16384 2>/dev/null
+python3 "$WORK/dropped.py" "$SOCK" 50 >"$WORK/dropped.out" 2>&1 &
+dropped=$!
+python3 "$WORK/idle.py" "$SOCK" 1500 300 100 20 >"$WORK/idle.out" 2>&1 &
+idle=$!
+for _ in $(seq 200); do grep -q holding "$WORK/idle.out" && break; kill -0 $idle 2>/dev/null || break; sleep 0.1; done
+grep -q "holding 1900" "$WORK/idle.out" && ok || fail "could not open 1900 connections: $(tail -2 "$WORK/idle.out")"
+t0=$(date +%s%N)
+pids=()
+for i in $(seq 20); do
+  (raw /GraphDriver.Exists -m 10 -d '{"ID":"keep"}' >"$WORK/busy.$i") &
+  pids+=($!)
+done
+wait "${pids[@]}"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$(cat "$WORK"/busy.* | sort -u)" = '{"Err":"","Exists":true}' ] && ok ||
+  fail "next to 1900 idle connections: $(sort "$WORK"/busy.* | uniq -c | head -3)"
+[ "$ms" -lt 5000 ] && ok || fail "20 requests next to 1900 idle connections took $ms ms"
+kill $idle 2>/dev/null
+wait $idle 2>/dev/null
+wait $dropped
+grep -q "closed after" "$WORK/dropped.out" && ok || fail "a half-sent request header: $(cat "$WORK/dropped.out")"
+intact "idle clients"
+
 if [ "$FAILED" != 0 ]; then
   echo "test-hostile-protocol: FAILED ($CHECKS checks passed)" >&2
   exit 1
