@@ -2,6 +2,7 @@
    dockerd's graph root.  */
 #include "config.h"
 
+#include "driver.h"
 #include "graphroot.h"
 #include "migrate.h"
 #include "pull.h"
@@ -152,8 +153,11 @@ pull_usage (FILE *f)
               "  --root DIR                     dockerd's --data-root (e.g. /var/lib/docker)\n"
               "  --driver NAME                  storage driver as dockerd names it: overlay2, vfs,\n"
               "                                 aufs (built-in, Docker <= 23) or aufs-graphdriver\n"
-              "                                 (our plugin; for a managed plugin, point --root at\n"
-              "                                 the plugin's propagated mount)\n"
+              "                                 (our legacy plugin); another plugin name with --backend\n"
+              "  --backend aufs|overlay2|vfs    the layout of a plugin's layers (ours: aufs)\n"
+              "  --driver-home DIR              where the layers live, if not DIR/NAME: a managed\n"
+              "                                 plugin keeps them under its propagated mount,\n"
+              "                                 <root>/plugins/<id>/propagated-mount/<NAME>\n"
               "  --platform OS/ARCH[/VARIANT]   platform to pick from a multi-platform image\n"
               "                                 (default: this host's)\n"
               "  -q, --quiet                    print only the reference\n"
@@ -179,6 +183,8 @@ enum
   OPT_MAX_CONCURRENT,
   OPT_DOCKER_CONFIG,
   OPT_DEBUG,
+  OPT_BACKEND,
+  OPT_DRIVER_HOME,
 };
 
 static char *
@@ -217,12 +223,16 @@ imgmigrate_pull (int argc, char **argv)
     { "docker-config", required_argument, NULL, OPT_DOCKER_CONFIG },
     { "max-concurrent-downloads", required_argument, NULL, OPT_MAX_CONCURRENT },
     { "debug", no_argument, NULL, OPT_DEBUG },
+    { "backend", required_argument, NULL, OPT_BACKEND },
+    { "driver-home", required_argument, NULL, OPT_DRIVER_HOME },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   const char *root_dir = NULL;
   const char *driver = NULL;
   const char *format = NULL;
+  const char *backend = NULL;
+  const char *driver_home = NULL;
   bool quiet = false;
   bool password_stdin = false;
   const char **insecure = NULL;
@@ -284,6 +294,12 @@ imgmigrate_pull (int argc, char **argv)
         case OPT_DEBUG:
           opts.registry.verbose = true;
           break;
+        case OPT_BACKEND:
+          backend = optarg;
+          break;
+        case OPT_DRIVER_HOME:
+          driver_home = optarg;
+          break;
         case 'h':
           pull_usage (stdout);
           free (insecure);
@@ -301,8 +317,13 @@ imgmigrate_pull (int argc, char **argv)
     problem = "--root is required";
   else if (driver == NULL)
     problem = "--driver is required";
-  else if (gr_graphroot_backend_for (driver) == NULL)
-    problem = "--driver: expected overlay2, vfs, aufs or aufs-graphdriver";
+  else if (backend == NULL && gr_graphroot_backend_for (driver) == NULL)
+    problem = "--driver: expected overlay2, vfs, aufs or aufs-graphdriver (for another plugin name, "
+              "add --backend)";
+  else if (backend && gr_backend_lookup (backend) == NULL)
+    problem = "--backend: expected aufs, overlay2 or vfs";
+  else if (driver_home && driver_home[0] != '/')
+    problem = "--driver-home: expected an absolute path";
   else if (format && strcmp (format, "json") != 0)
     problem = "--format: only `json` is supported";
   else if (password_stdin && opts.registry.username == NULL)
@@ -357,7 +378,9 @@ imgmigrate_pull (int argc, char **argv)
                      (int)pid, root_dir);
       goto fail;
     }
-  if (gr_graphroot_open (&root, root_dir, driver, &err) < 0)
+  if (backend == NULL)
+    backend = gr_graphroot_backend_for (driver);
+  if (gr_graphroot_open_with (&root, root_dir, driver, backend, driver_home, &err) < 0)
     goto fail;
   opts.allow_running_dockerd = true; /* checked above, before creating anything */
   if (gr_pull (&res, root, ref, &opts, &err) < 0)

@@ -16,13 +16,20 @@
        -> {"Id","RepoTags","RepoDigests","Size","Layers":[{"DiffID","ChainID",
            "CacheID","Size"}],"Config":{..}}
 
+   All three refuse a root whose dockerd runs (a pull would not be seen;
+   opening the stores could race dockerd's layer writes).  A legacy plugin
+   outlives its dockerd: stop dockerd, call these, start it again.
+
    Root and Driver default to the parent and the name of the Home given to
-   GraphDriver.Init.  A pull refuses a root whose dockerd runs (it would not
+   GraphDriver.Init (and the layers to that Home, as with --home-override);
+   "Backend" (aufs, overlay2, vfs) defaults to the one of a known driver
+   name, else to this plugin's own, aufs.  A pull refuses a root whose dockerd runs (it would not
    see the image): use it on a stopped root, e.g. with the plugin started
    by hand before dockerd.  */
 #include "config.h"
 
 #include "digest.h"
+#include "driver.h"
 #include "graphroot.h"
 #include "imagestore.h"
 #include "layerstore.h"
@@ -41,24 +48,48 @@ json_cleanup (json_t **j)
 }
 #define cleanup_json __attribute__ ((cleanup (json_cleanup)))
 
-/* Root and driver name from the request, else from the Init'ed driver.  */
-static int
-resolve_root (char **root, char **driver, json_t *req, gr_error_t *err)
+/* Where to work: the data root, the driver name (as dockerd calls it:
+   image/<name>/), the backend and the backend's home (NULL: <root>/<name>).  */
+struct target
 {
-  const char *r = NULL, *d = NULL;
-  if (srv_json_get_string (&r, req, "Root", err) < 0 || srv_json_get_string (&d, req, "Driver", err) < 0)
+  char *root;
+  char *driver;
+  char *backend;
+  char *home;
+};
+
+static void
+target_clear (struct target *t)
+{
+  free (t->root);
+  free (t->driver);
+  free (t->backend);
+  free (t->home);
+  memset (t, 0, sizeof (*t));
+}
+
+/* From the request's Root/Driver[/Backend], else from the Init'ed driver
+   (its Home is <root>/<driver name>; its backend is ours).  */
+static int
+resolve_target (struct target *t, json_t *req, gr_error_t *err)
+{
+  const char *r = NULL, *d = NULL, *b = NULL;
+  if (srv_json_get_string (&r, req, "Root", err) < 0 || srv_json_get_string (&d, req, "Driver", err) < 0
+      || srv_json_get_string (&b, req, "Backend", err) < 0)
     return -1;
+  if (b && gr_backend_lookup (b) == NULL)
+    return gr_make_error (err, EINVAL, "Backend `%s` is not aufs, overlay2 or vfs", b);
   if (r && d)
     {
       if (r[0] != '/')
         return gr_make_error (err, EINVAL, "Root `%s` is not an absolute path", r);
-      if (gr_graphroot_backend_for (d) == NULL)
-        return gr_make_error (err, EINVAL,
-                              "Driver `%s` is not overlay2, vfs, aufs or "
-                              "aufs-graphdriver",
-                              d);
-      *root = xstrdup (r);
-      *driver = xstrdup (d);
+      if (gr_id_validate (d, err) < 0)
+        return gr_error_wrap (err, "Driver");
+      const char *known = gr_graphroot_backend_for (d);
+      t->root = xstrdup (r);
+      t->driver = xstrdup (d);
+      /* A plugin name: this plugin's own backend unless told.  */
+      t->backend = xstrdup (b ? b : known ? known : "aufs");
       return 0;
     }
   struct gr_driver *drv = graphdriver_acquire (err);
@@ -66,17 +97,18 @@ resolve_root (char **root, char **driver, json_t *req, gr_error_t *err)
     return gr_error_wrap (err, "no Root/Driver given and no GraphDriver.Init yet");
   cleanup_free char *h1 = xstrdup (drv->home);
   cleanup_free char *h2 = xstrdup (drv->home);
+  t->backend = xstrdup (b ? b : drv->ops->name);
+  t->home = xstrdup (drv->home);
   graphdriver_release (drv);
-  *root = xstrdup (r ? r : dirname (h1));
-  *driver = xstrdup (d ? d : basename (h2));
-  if (gr_graphroot_backend_for (*driver) == NULL)
-    {
-      gr_make_error (err, EINVAL, "cannot tell the driver name from Home `%s`: pass Driver", h2);
-      free (*root);
-      free (*driver);
-      return -1;
-    }
+  t->root = xstrdup (r ? r : dirname (h1));
+  t->driver = xstrdup (d ? d : basename (h2));
   return 0;
+}
+
+static int
+open_target (struct gr_graphroot **root, const struct target *t, gr_error_t *err)
+{
+  return gr_graphroot_open_with (root, t->root, t->driver, t->backend, t->home, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -84,8 +116,7 @@ resolve_root (char **root, char **driver, json_t *req, gr_error_t *err)
 
 struct pull_job
 {
-  char *root;
-  char *driver;
+  struct target t;
   char *ref;
   char *platform;
   char *username;
@@ -101,8 +132,7 @@ static void
 pull_job_free (void *arg)
 {
   struct pull_job *j = arg;
-  free (j->root);
-  free (j->driver);
+  target_clear (&j->t);
   free (j->ref);
   free (j->platform);
   free (j->username);
@@ -150,13 +180,13 @@ pull_producer (void *arg, int out_fd, gr_error_t *err)
 
   j->out_fd = out_fd;
   pid_t pid = 0;
-  int running = gr_graphroot_dockerd_running (&pid, j->root, &perr);
+  int running = gr_graphroot_dockerd_running (&pid, j->t.root, &perr);
   if (running > 0)
     gr_make_error (&perr, EBUSY,
                    "dockerd (pid %d) is running on `%s`: it would not see the pulled image; "
                    "stop it first, or use `docker pull`",
-                   (int)pid, j->root);
-  if (running == 0 && gr_graphroot_open (&root, j->root, j->driver, &perr) == 0)
+                   (int)pid, j->t.root);
+  if (running == 0 && open_target (&root, &j->t, &perr) == 0)
     {
       struct gr_pull_opts opts = {
         .platform = j->platform,
@@ -214,7 +244,7 @@ handle_pull (struct srv_reply *reply, const struct srv_request *req, gr_error_t 
     return gr_make_error (err, EINVAL, "InsecureRegistries: expected an array of strings");
 
   struct pull_job *j = xzalloc (sizeof (*j));
-  if (resolve_root (&j->root, &j->driver, req->json, err) < 0)
+  if (resolve_target (&j->t, req->json, err) < 0)
     {
       pull_job_free (j);
       return -1;
@@ -339,14 +369,24 @@ image_summary (struct gr_graphroot *root, const char *id, json_t *refs, bool ful
   return o;
 }
 
+/* Images and Inspect read the stores, but opening a root also clears
+   interrupted layer writers out of layerdb/tmp, which would race a live
+   dockerd's own write sets: refuse while one runs, as Pull does.  */
 static int
 open_root (struct gr_graphroot **root, json_t *req, gr_error_t *err)
 {
-  cleanup_free char *r = NULL;
-  cleanup_free char *d = NULL;
-  if (resolve_root (&r, &d, req, err) < 0)
+  struct target t = { 0 };
+  pid_t pid = 0;
+  if (resolve_target (&t, req, err) < 0)
     return -1;
-  return gr_graphroot_open (root, r, d, err);
+  int ret = gr_graphroot_dockerd_running (&pid, t.root, err);
+  if (ret > 0)
+    ret = gr_make_error (err, EBUSY, "dockerd (pid %d) is running on `%s`: ask it (docker images)", (int)pid,
+                         t.root);
+  if (ret == 0)
+    ret = open_target (root, &t, err);
+  target_clear (&t);
+  return ret;
 }
 
 static int

@@ -6,9 +6,9 @@
 # overlay2, runs the image, `docker save` gives the registry's diffIDs and
 # `docker pull` finds it up to date.
 #
-# The driver directories are named after the plugin; as the test plugin has
-# a per-run name (GR_PLUGIN_NAME), the pulled aufs-graphdriver/ and
-# image/aufs-graphdriver/ are renamed to it before dockerd starts.
+# The test plugin has a per-run name (GR_PLUGIN_NAME): the root is pulled
+# with --driver "$GR_PLUGIN_NAME" --backend aufs (the default name
+# aufs-graphdriver is checked for its layout only).
 . "$(dirname "$0")/pull-lib.sh"
 
 pull_init pull-plugin
@@ -18,15 +18,22 @@ push base e2e/base:v1 || die "push base"
 ROOT=$E2E_WORK/pl/data
 mkdir -p "$ROOT"
 
+R0=$E2E_WORK/default-name
 check "imgmigrate pull into an aufs-graphdriver root" \
-  imgm pull "$REGISTRY_ADDR/e2e/special:v1" --root "$ROOT" --driver aufs-graphdriver
-cat "$E2E_WORK/imgm.out" >&2
+  imgm pull "$REGISTRY_ADDR/e2e/special:v1" --root "$R0" --driver aufs-graphdriver
 check "aufs layout: 4 layer files in aufs-graphdriver/layers" \
-  test "$(find "$ROOT/aufs-graphdriver/layers" -type f | wc -l)" = 4
+  test "$(find "$R0/aufs-graphdriver/layers" -type f | wc -l)" = 4
 check "aufs layout: every layer has a diff dir" \
-  test "$(find "$ROOT/aufs-graphdriver/diff" -mindepth 1 -maxdepth 1 -type d | wc -l)" = 4
+  test "$(find "$R0/aufs-graphdriver/diff" -mindepth 1 -maxdepth 1 -type d | wc -l)" = 4
 check "image store under image/aufs-graphdriver" \
-  test -s "$ROOT/image/aufs-graphdriver/repositories.json"
+  test -s "$R0/image/aufs-graphdriver/repositories.json"
+"$IMGMIGRATE" pull "$REGISTRY_ADDR/e2e/special:v1" --root "$ROOT" --driver "$GR_PLUGIN_NAME" > /dev/null 2>&1
+check "an unknown driver name without --backend is a usage error" test $? = 2
+check "imgmigrate pull --driver <plugin name> --backend aufs" \
+  imgm pull "$REGISTRY_ADDR/e2e/special:v1" --root "$ROOT" --driver "$GR_PLUGIN_NAME" --backend aufs
+cat "$E2E_WORK/imgm.out" >&2
+check "layers under <root>/<plugin name>/diff" \
+  test "$(find "$ROOT/$GR_PLUGIN_NAME/diff" -mindepth 1 -maxdepth 1 -type d | wc -l)" = 4
 
 # The plugin's endpoints on the stopped root.
 plugin_start || die "plugin"
@@ -34,18 +41,18 @@ api ()
 {
   curl -sS --max-time 120 --unix-socket "$PLUGIN_SOCK" -X POST "http://plugin.moby.localhost/$1" -d "$2"
 }
-api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/base:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" \
+api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/base:v1\",\"Root\":\"$ROOT\",\"Driver\":\"$GR_PLUGIN_NAME\"}" \
   > "$E2E_WORK/pull.jsonl"
 cat "$E2E_WORK/pull.jsonl" >&2
 check "/Distribution.Pull streams JSON lines ending with the image ID and digest" \
   python3 -c 'import json,sys; l=[json.loads(x) for x in open(sys.argv[1])]; d=l[-1]; assert len(l) > 3 and d["status"]=="done" and d["id"].startswith("sha256:") and d["digest"].startswith("sha256:"), d' "$E2E_WORK/pull.jsonl"
 check "/Distribution.Pull reports per-layer status (base's layer is special's first: reused)" \
   grep -q '"status":"Already exists","id":"[0-9a-f]\{12\}"' "$E2E_WORK/pull.jsonl"
-api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/none:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" \
+api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/none:v1\",\"Root\":\"$ROOT\",\"Driver\":\"$GR_PLUGIN_NAME\"}" \
   > "$E2E_WORK/pull-bad.jsonl"
 check "/Distribution.Pull of a missing tag ends with an error line" \
   python3 -c 'import json,sys; d=[json.loads(x) for x in open(sys.argv[1])][-1]; assert "not found" in d["error"], d' "$E2E_WORK/pull-bad.jsonl"
-api Distribution.Images "{\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" > "$E2E_WORK/images.json"
+api Distribution.Images "{\"Root\":\"$ROOT\",\"Driver\":\"$GR_PLUGIN_NAME\"}" > "$E2E_WORK/images.json"
 cat "$E2E_WORK/images.json" >&2; echo >&2
 check "/Distribution.Images lists both images with tags and digests" \
   python3 - "$E2E_WORK/images.json" "$REGISTRY_ADDR" <<'EOF'
@@ -56,18 +63,14 @@ tags = sorted(t for i in imgs for t in i["RepoTags"])
 assert tags == [addr + "/e2e/base:v1", addr + "/e2e/special:v1"], tags
 assert all(len(i["RepoDigests"]) == 1 and i["Size"] > 0 for i in imgs), imgs
 EOF
-api Distribution.Inspect "{\"Image\":\"$REGISTRY_ADDR/e2e/special:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" \
+api Distribution.Inspect "{\"Image\":\"$REGISTRY_ADDR/e2e/special:v1\",\"Root\":\"$ROOT\",\"Driver\":\"$GR_PLUGIN_NAME\"}" \
   > "$E2E_WORK/inspect.json"
 check "/Distribution.Inspect gives 4 layers and the config" \
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["Layers"])==4 and d["Config"]["rootfs"]["diff_ids"]==[l["DiffID"] for l in d["Layers"]], d' "$E2E_WORK/inspect.json"
-api Distribution.Inspect "{\"Image\":\"nope:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" > "$E2E_WORK/inspect-bad.json"
+api Distribution.Inspect "{\"Image\":\"nope:v1\",\"Root\":\"$ROOT\",\"Driver\":\"$GR_PLUGIN_NAME\"}" > "$E2E_WORK/inspect-bad.json"
 check "/Distribution.Inspect of an unknown image: {\"Err\"}" grep -q '"Err":"no such image' "$E2E_WORK/inspect-bad.json"
 
 # dockerd with the plugin on that root.
-if [ "$GR_PLUGIN_NAME" != aufs-graphdriver ]; then
-  mv "$ROOT/aufs-graphdriver" "$ROOT/$GR_PLUGIN_NAME"
-  mv "$ROOT/image/aufs-graphdriver" "$ROOT/image/$GR_PLUGIN_NAME"
-fi
 dockerd_start ref overlay2 || die "dockerd ref"
 dk ref pull -q "$REGISTRY_ADDR/e2e/special:v1" > /dev/null || die "docker pull special"
 dk ref pull -q "$REGISTRY_ADDR/e2e/base:v1" > /dev/null || die "docker pull base"
@@ -89,9 +92,25 @@ check "plugin root: docker save reproduces the registry's diffIDs" cmp "$E2E_WOR
 out=$(dk pl pull "$REGISTRY_ADDR/e2e/special:v1" 2>&1)
 check "plugin root: docker pull afterwards: up to date" grep -q "Image is up to date" <<< "$out"
 
-# While its dockerd runs, the plugin refuses to pull into the root.
-api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/base:v1\",\"Root\":\"$ROOT\",\"Driver\":\"aufs-graphdriver\"}" \
+# While its dockerd runs, the plugin refuses to work on the root.
+api Distribution.Images '{}' > "$E2E_WORK/images-running.json"
+check "/Distribution.Images refuses while dockerd runs (Root/Driver from the Init)" \
+  grep -q '"Err":"dockerd (pid [0-9]*) is running' "$E2E_WORK/images-running.json"
+api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/base:v1\",\"Root\":\"$ROOT\",\"Driver\":\"$GR_PLUGIN_NAME\"}" \
   > "$E2E_WORK/pull-running.jsonl" 2>&1
 check "/Distribution.Pull refuses a root whose dockerd runs" grep -q "is running" "$E2E_WORK/pull-running.jsonl"
+
+# dockerd stopped, the legacy plugin still up: pull with the Init's defaults.
+dockerd_stop pl
+push deep e2e/deep:v1 || die "push deep"
+api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/deep:v1\"}" > "$E2E_WORK/pull-init.jsonl"
+check "/Distribution.Pull with Root/Driver from the Init (dockerd stopped)" \
+  python3 -c 'import json,sys; d=[json.loads(x) for x in open(sys.argv[1])][-1]; assert d["status"]=="done", d' "$E2E_WORK/pull-init.jsonl"
+api Distribution.Images '{}' > "$E2E_WORK/images2.json"
+check "/Distribution.Images with the Init's defaults lists 3 images" \
+  python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))["Images"]) == 3' "$E2E_WORK/images2.json"
+dockerd_start pl plugin || die "dockerd with the plugin (again)"
+check "the image pulled through the plugin runs" \
+  dk pl run --rm --network none "$REGISTRY_ADDR/e2e/deep:v1" /bin/busybox true
 
 e2e_finish
