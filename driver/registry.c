@@ -584,7 +584,11 @@ http_once (struct gr_registry *r, const char *url, const struct request *req, st
   curl_easy_setopt (h, CURLOPT_HTTPHEADER, hdrs);
   curl_easy_setopt (h, CURLOPT_USERAGENT, USER_AGENT);
   curl_easy_setopt (h, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
   curl_easy_setopt (h, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt (h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
   curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT, 30L);
   curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -962,9 +966,19 @@ gr_registry_ping (struct gr_registry *r, gr_error_t *err)
       free (r->base);
       r->base = xasprintf ("%s://%s", schemes[i], r->host);
       gr_error_release (err);
+      if (i + 1 < n_schemes)
+        {
+          /* https on an insecure registry: one try; a transport or TLS
+             error means plain http (as dockerd's endpoint fallback).  */
+          bool retryable;
+          if (http_do (r, "/v2/", &req, &resp, &retryable, err) < 0)
+            continue;
+          ret = resp.status >= 200 && resp.status < 300
+                    ? 0
+                    : gr_make_error (err, EIO, "ping: HTTP %ld", resp.status);
+          break;
+        }
       ret = http_request (r, "/v2/", &req, &resp, "ping", err);
-      if (ret < 0 && resp.status == 0 && i + 1 < n_schemes)
-        continue; /* transport/TLS error: try plain http */
       break;
     }
   if (ret == 0)
