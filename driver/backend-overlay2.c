@@ -144,7 +144,7 @@ ovl_create (struct gr_driver *d, const char *id, const char *parent, bool rw, gr
           goto fail_link;
         }
       if (pdir < 0 || gr_write_file_atomic (pdir, "committed", "", 0, 0600, err) < 0
-          || gr_write_file_atomic (dir, "lower", lower, strlen (lower), 0666, err) < 0)
+          || gr_write_file_atomic (dir, "lower", lower, strlen (lower), 0644, err) < 0)
         goto fail_link;
     }
   (void)rw;

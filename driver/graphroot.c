@@ -95,7 +95,7 @@ gr_graphroot_open_with (struct gr_graphroot **out, const char *root_dir, const c
     return gr_make_error (err, EINVAL, "driver home `%s` is not an absolute path", home_dir);
   if (root_dir == NULL || root_dir[0] == '\0')
     return gr_make_error (err, EINVAL, "no graph root given");
-  if (gr_mkdir_p_at (AT_FDCWD, root_dir, 0711, err) < 0)
+  if (gr_mkdir_p_at (AT_FDCWD, root_dir, 0710, err) < 0)
     return gr_error_wrap (err, "graph root");
   char resolved[PATH_MAX];
   if (realpath (root_dir, resolved) == NULL)

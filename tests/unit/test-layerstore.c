@@ -216,7 +216,7 @@ test_overlay2 (void)
   CU_ASSERT (exists_at (root->root_fd, work2));
   struct stat st;
   cleanup_free char *lowerp = xasprintf ("overlay2/%s/lower", c2);
-  CU_ASSERT (fstatat (root->root_fd, lowerp, &st, 0) == 0 && (st.st_mode & 0777) == 0666);
+  CU_ASSERT (fstatat (root->root_fd, lowerp, &st, 0) == 0 && (st.st_mode & 0777) == 0644);
   /* whiteouts in overlay form */
   cleanup_free char *wh = xasprintf ("overlay2/%s/diff/etc/gone", c2);
   CU_ASSERT (fstatat (root->root_fd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISCHR (st.st_mode)
