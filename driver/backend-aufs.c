@@ -29,10 +29,17 @@ struct aufs_mount
 
 struct aufs
 {
-  pthread_mutex_t lock;
+  pthread_mutex_t lock; /* mounts, busy */
+  /* Serialises the writers of layers/ (Create, Remove), so that a child is
+     never created on a parent that a concurrent Remove is deleting.  */
+  pthread_mutex_t layers_lock;
   enum gr_whiteout_format whiteouts;
   bool kernel_aufs;
   struct aufs_mount *mounts;
+  /* IDs with an ApplyDiff or a Remove running: other requests on them are
+     refused rather than interleaved with a half-written layer.  */
+  char **busy;
+  size_t n_busy;
 };
 
 static struct aufs *
@@ -116,6 +123,54 @@ check_layer_dir (struct gr_driver *d, const char *kind, const char *id, gr_error
   if (! S_ISDIR (st.st_mode))
     return gr_make_error (err, ENOTDIR, "layer %s: `%s/%s/%s` is not a directory", id, d->home, kind, id);
   return 0;
+}
+
+/* With a->lock held.  */
+static bool
+busy_locked (struct aufs *a, const char *id)
+{
+  for (size_t i = 0; i < a->n_busy; i++)
+    if (strcmp (a->busy[i], id) == 0)
+      return true;
+  return false;
+}
+
+static int
+busy_error (const char *id, gr_error_t *err)
+{
+  return gr_make_error (err, EBUSY, "layer %s is busy: an ApplyDiff or Remove of it is running", id);
+}
+
+static int
+check_not_busy (struct gr_driver *d, const char *id, gr_error_t *err)
+{
+  struct aufs *a = priv (d);
+  pthread_mutex_lock (&a->lock);
+  bool busy = busy_locked (a, id);
+  pthread_mutex_unlock (&a->lock);
+  return busy ? busy_error (id, err) : 0;
+}
+
+/* With a->lock held.  */
+static void
+busy_add_locked (struct aufs *a, const char *id)
+{
+  a->busy = xrealloc (a->busy, (a->n_busy + 1) * sizeof (char *));
+  a->busy[a->n_busy++] = xstrdup (id);
+}
+
+static void
+busy_remove (struct aufs *a, const char *id)
+{
+  pthread_mutex_lock (&a->lock);
+  for (size_t i = 0; i < a->n_busy; i++)
+    if (strcmp (a->busy[i], id) == 0)
+      {
+        free (a->busy[i]);
+        a->busy[i] = a->busy[--a->n_busy];
+        break;
+      }
+  pthread_mutex_unlock (&a->lock);
 }
 
 static bool
@@ -314,6 +369,7 @@ aufs_init (struct gr_driver *d, const struct gr_driver_opts *opts, gr_error_t *e
   const char *method = opts && opts->mount_method ? opts->mount_method : "auto";
 
   pthread_mutex_init (&a->lock, NULL);
+  pthread_mutex_init (&a->layers_lock, NULL);
   d->priv = a;
   if (opts && opts->n_opts > 0)
     return gr_make_error (err, EINVAL, "unknown storage option `%s`", opts->opts[0]);
@@ -357,7 +413,11 @@ aufs_release (struct gr_driver *d)
       free (m->id);
       free (m);
     }
+  for (size_t i = 0; i < a->n_busy; i++)
+    free (a->busy[i]);
+  free (a->busy);
   pthread_mutex_destroy (&a->lock);
+  pthread_mutex_destroy (&a->layers_lock);
   free (a);
   d->priv = NULL;
 }
@@ -374,8 +434,21 @@ validate_parent (struct gr_driver *d, const char *parent, gr_error_t *err)
   return 0;
 }
 
+static int aufs_create_locked (struct gr_driver *d, const char *id, const char *parent, gr_error_t *err);
+
 static int
 aufs_create (struct gr_driver *d, const char *id, const char *parent, bool rw, gr_error_t *err)
+{
+  struct aufs *a = priv (d);
+  pthread_mutex_lock (&a->layers_lock);
+  int ret = aufs_create_locked (d, id, parent, err);
+  pthread_mutex_unlock (&a->layers_lock);
+  (void) rw;
+  return ret;
+}
+
+static int
+aufs_create_locked (struct gr_driver *d, const char *id, const char *parent, gr_error_t *err)
 {
   cleanup_buf struct gr_buf chain = { 0 };
   cleanup_free char *diff = xasprintf ("diff/%s", id);
@@ -407,7 +480,6 @@ aufs_create (struct gr_driver *d, const char *id, const char *parent, bool rw, g
     return gr_make_error (err, errno, "layer %s: mkdir", id);
   if (gr_write_file_atomic (d->home_fd, layers, chain.data ? chain.data : "", chain.len, 0644, err) < 0)
     return gr_error_wrap (err, "layer %s", id);
-  (void) rw;
   return 0;
 }
 
@@ -457,7 +529,7 @@ aufs_get (struct gr_driver *d, char **path, const char *id, gr_error_t *err)
   size_t n = 0;
 
   if (gr_id_validate (id, err) < 0 || read_chain (&chain, &n, d, id, err) < 0
-      || check_layer_dir (d, "diff", id, err) < 0)
+      || check_not_busy (d, id, err) < 0 || check_layer_dir (d, "diff", id, err) < 0)
     return -1;
   if (n > 0 && check_layer_dir (d, "mnt", id, err) < 0)
     return -1;
@@ -527,16 +599,91 @@ aufs_put (struct gr_driver *d, const char *id, gr_error_t *err)
   return ret;
 }
 
+/* A layer whose layers/ file names ID as a parent, into *CHILD; 0 if
+   none.  Unreadable or oversized files (a corrupt root) are skipped.  */
+static int
+find_child (char **child, struct gr_driver *d, const char *id, gr_error_t *err)
+{
+  cleanup_close int dfd = gr_open_dir_at (d->home_fd, "layers", err);
+  if (dfd < 0)
+    return -1;
+  int fd = dup (dfd);
+  cleanup_dir DIR *dir = fd >= 0 ? fdopendir (fd) : NULL;
+  if (dir == NULL)
+    {
+      if (fd >= 0)
+        close (fd);
+      return gr_make_error (err, errno, "read `%s/layers`: %s", d->home, strerror (errno));
+    }
+  for (struct dirent *de; (de = readdir (dir));)
+    {
+      cleanup_free char *data = NULL;
+      gr_error_t e2 = NULL;
+      if (gr_id_validate (de->d_name, NULL) < 0 || strcmp (de->d_name, id) == 0)
+        continue;
+      if (gr_read_file_at (&data, NULL, dfd, de->d_name, 1 << 20, &e2) < 0)
+        {
+          gr_error_release (&e2);
+          continue;
+        }
+      for (char *save = NULL, *line = strtok_r (data, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
+        if (strcmp (line, id) == 0)
+          {
+            *child = xstrdup (de->d_name);
+            return 1;
+          }
+    }
+  return 0;
+}
+
+static int aufs_remove_locked (struct gr_driver *d, const char *id, gr_error_t *err);
+
 static int
 aufs_remove (struct gr_driver *d, const char *id, gr_error_t *err)
+{
+  struct aufs *a = priv (d);
+  static const char *const kinds[] = { "mnt", "diff", "work" };
+  cleanup_free char *child = NULL;
+  int ret;
+
+  if (gr_id_validate (id, err) < 0)
+    return -1;
+  pthread_mutex_lock (&a->layers_lock);
+  pthread_mutex_lock (&a->lock);
+  if (busy_locked (a, id))
+    {
+      pthread_mutex_unlock (&a->lock);
+      pthread_mutex_unlock (&a->layers_lock);
+      return busy_error (id, err);
+    }
+  busy_add_locked (a, id);
+  pthread_mutex_unlock (&a->lock);
+  ret = find_child (&child, d, id, err);
+  if (ret > 0)
+    ret = gr_make_error (err, EBUSY, "layer %s is the parent of layer %s: remove the child first", id, child);
+  if (ret == 0)
+    ret = aufs_remove_locked (d, id, err);
+  pthread_mutex_unlock (&a->layers_lock);
+  /* The renamed dirs are no longer reachable by ID: delete them unlocked.  */
+  for (size_t i = 0; ret == 0 && i < sizeof (kinds) / sizeof (kinds[0]); i++)
+    {
+      cleanup_free char *to = xasprintf ("%s/%s%s", kinds[i], id, REMOVING_SUFFIX);
+      if (gr_rm_rf_at (d->home_fd, to, err) < 0)
+        ret = gr_error_wrap (err, "remove layer %s", id);
+    }
+  busy_remove (a, id);
+  return ret;
+}
+
+/* Unmount, rename to -removing, drop layers/<id>; with layers_lock held.  */
+static int
+aufs_remove_locked (struct gr_driver *d, const char *id, gr_error_t *err)
 {
   struct aufs *a = priv (d);
   static const char *const kinds[] = { "mnt", "diff", "work" };
   cleanup_free char *layers = xasprintf ("layers/%s", id);
   int ret = 0;
 
-  if (gr_id_validate (id, err) < 0)
-    return -1;
   pthread_mutex_lock (&a->lock);
   struct aufs_mount **pp = find_mount (a, id);
   cleanup_free char *target = layer_path (d, "mnt", id);
@@ -556,19 +703,13 @@ aufs_remove (struct gr_driver *d, const char *id, gr_error_t *err)
     }
   if (unlinkat (d->home_fd, layers, 0) < 0 && errno != ENOENT)
     return gr_make_error (err, errno, "remove layer %s: unlink `%s`", id, layers);
-  for (size_t i = 0; i < sizeof (kinds) / sizeof (kinds[0]); i++)
-    {
-      cleanup_free char *to = xasprintf ("%s/%s%s", kinds[i], id, REMOVING_SUFFIX);
-      if (gr_rm_rf_at (d->home_fd, to, err) < 0)
-        return gr_error_wrap (err, "remove layer %s", id);
-    }
   return 0;
 }
 
 static int
 open_diff (struct gr_driver *d, const char *id, gr_error_t *err)
 {
-  if (gr_id_validate (id, err) < 0)
+  if (gr_id_validate (id, err) < 0 || check_not_busy (d, id, err) < 0)
     return -1;
   if (! aufs_exists (d, id))
     return gr_make_error (err, ENOENT, "layer %s does not exist", id);
@@ -586,14 +727,54 @@ aufs_diff_size (struct gr_driver *d, int64_t *size, const char *id, const char *
   return gr_dir_size_at (fd, size, err);
 }
 
+static int aufs_apply_diff_busy (struct gr_driver *d, int64_t *size, const char *id, int tar_fd,
+                                 gr_error_t *err);
+
+/* ApplyDiff fills a fresh layer, as dockerd uses it.  Into a mounted
+   layer, one that already holds files (a failure would wipe them) or one
+   being applied or removed, it is refused.  */
 static int
 aufs_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *parent,
                  int tar_fd, gr_error_t *err)
 {
+  struct aufs *a = priv (d);
+  int ret;
+
+  if (gr_id_validate (id, err) < 0)
+    return -1;
+  pthread_mutex_lock (&a->lock);
+  if (busy_locked (a, id))
+    ret = busy_error (id, err);
+  else if (*find_mount (a, id))
+    ret = gr_make_error (err, EBUSY, "layer %s is mounted: ApplyDiff needs an unmounted layer", id);
+  else
+    {
+      busy_add_locked (a, id);
+      ret = 0;
+    }
+  pthread_mutex_unlock (&a->lock);
+  if (ret < 0)
+    return -1;
+  ret = aufs_apply_diff_busy (d, size, id, tar_fd, err);
+  busy_remove (a, id);
+  return ret;
+}
+
+static int
+aufs_apply_diff_busy (struct gr_driver *d, int64_t *size, const char *id, int tar_fd, gr_error_t *err)
+{
   struct gr_apply_opts opts = { .whiteouts = priv (d)->whiteouts };
-  cleanup_close int fd = open_diff (d, id, err);
+  cleanup_close int fd = -1;
+  if (! aufs_exists (d, id))
+    return gr_make_error (err, ENOENT, "layer %s does not exist", id);
+  if (check_layer_dir (d, "diff", id, err) < 0)
+    return -1;
+  cleanup_free char *rel = xasprintf ("diff/%s", id);
+  fd = gr_open_dir_at (d->home_fd, rel, err);
   if (fd < 0)
     return -1;
+  if (dir_has_entries (fd, "."))
+    return gr_make_error (err, EEXIST, "layer %s already holds files: ApplyDiff needs an empty layer", id);
   if (gr_archive_apply (fd, tar_fd, &opts, err) < 0)
     {
       gr_error_t e2 = NULL;

@@ -110,6 +110,161 @@ for body in '{' '}' '{"ID":"keep",}' '{"ID":"keep"} x' '{"ID":["keep"]}' '{"ID":
 done
 intact "hostile IDs"
 
+# ------------------------------------------------------ parents, removal
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"par"}'
+apply par "$WORK/t1.tar"
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"chi","Parent":"par"}'
+call /GraphDriver.Remove -d '{"ID":"par"}'
+err_has 'chi'
+expect 200 '{"Err":"","Exists":true}' /GraphDriver.Exists -d '{"ID":"par"}'
+[ "$(cat "$HOME_DIR/diff/par/one" 2>&1)" = one ] && ok || fail "Remove of a parent lost its files"
+call /GraphDriver.Get -d '{"ID":"chi"}'
+[ "$CODE" = 200 ] && [ "$(cat "$(json_field Dir)/one" 2>&1)" = one ] && ok || fail "Get chi after Remove par: $CODE $BODY"
+expect 200 '{"Err":""}' /GraphDriver.Put -d '{"ID":"chi"}'
+expect 200 '{"Err":""}' /GraphDriver.Remove -d '{"ID":"chi"}'
+expect 200 '{"Err":""}' /GraphDriver.Remove -d '{"ID":"par"}'
+# Children created while their parent is removed, from many clients: in
+# the end every layer's parents exist.
+for round in 1 2 3; do
+  expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"rp"}'
+  pids=()
+  for i in $(seq 12); do
+    if [ "$i" = 6 ]; then
+      (raw /GraphDriver.Remove -d '{"ID":"rp"}' >/dev/null) &
+    else
+      (raw /GraphDriver.Create -d "{\"ID\":\"rc$i\",\"Parent\":\"rp\"}" >/dev/null) &
+    fi
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  for f in "$HOME_DIR"/layers/rc*; do
+    [ -e "$f" ] || continue
+    [ -e "$HOME_DIR/layers/rp" ] && [ -d "$HOME_DIR/diff/rp" ] && ok || fail "round $round: $(basename "$f") lost its parent"
+    raw /GraphDriver.Remove -d "{\"ID\":\"$(basename "$f")\"}" >/dev/null
+  done
+  raw /GraphDriver.Remove -d '{"ID":"rp"}' >/dev/null
+done
+intact "parents"
+
+# ---------------------------------- one ID from many clients at once
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"base2"}'
+pids=()
+for i in $(seq 40); do
+  case $((i % 4)) in
+    0) (raw /GraphDriver.Create -d '{"ID":"same","Parent":"base2"}' >"$WORK/same.$i") & ;;
+    1) (raw /GraphDriver.Get -d '{"ID":"same"}' >"$WORK/same.$i") & ;;
+    2) (raw /GraphDriver.Put -d '{"ID":"same"}' >"$WORK/same.$i") & ;;
+    3) (raw /GraphDriver.Remove -d '{"ID":"same"}' >"$WORK/same.$i") & ;;
+  esac
+  pids+=($!)
+done
+wait "${pids[@]}"
+bad=$(grep -L '^{"Err":' "$WORK"/same.* | head -3)
+[ -z "$bad" ] && ok || fail "same ID from 40 clients: replies $(cat $bad)"
+alive
+# Whatever happened, it can be cleaned up and leaves nothing behind.
+for _ in $(seq 40); do raw /GraphDriver.Put -d '{"ID":"same"}' >/dev/null; done
+raw /GraphDriver.Remove -d '{"ID":"same"}' >/dev/null
+expect 200 '{"Err":"","Exists":false}' /GraphDriver.Exists -d '{"ID":"same"}'
+left=$(ls -d "$HOME_DIR"/*/same* 2>/dev/null)
+[ -z "$left" ] && ok || fail "left behind: $left"
+[ "$(awk -v r="$HOME_DIR/mnt/same" '$5 == r' /proc/self/mountinfo | wc -l)" = 0 ] && ok || fail "same still mounted"
+intact "same ID"
+
+# -------------------------------------------------------------- ApplyDiff
+apply nosuch "$WORK/t1.tar"
+err_has 'nosuch'
+# twice into one layer: refused, the first diff stays
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"twice"}'
+apply twice "$WORK/t1.tar"
+[ "$CODE" = 200 ] && ok || fail "first ApplyDiff twice: $CODE $BODY"
+apply twice "$WORK/t2.tar"
+err_has 'twice'
+printf 'not a tar, not at all, and longer than one block? no.' >"$WORK/junk"
+apply twice "$WORK/junk"
+[ "$CODE" != 200 ] && ok || fail "junk ApplyDiff: $CODE $BODY"
+[ "$(cat "$HOME_DIR/diff/twice/one" 2>&1)" = one ] && ok || fail "a refused second ApplyDiff lost the first"
+[ -e "$HOME_DIR/diff/twice/big" ] && fail "the second ApplyDiff was applied" || ok
+# into a mounted layer: refused
+expect 200 '{"Err":""}' /GraphDriver.CreateReadWrite -d '{"ID":"mounted","Parent":"twice"}'
+call /GraphDriver.Get -d '{"ID":"mounted"}'
+apply mounted "$WORK/t2.tar" twice
+err_has 'mounted'
+expect 200 '{"Err":""}' /GraphDriver.Put -d '{"ID":"mounted"}'
+# into a layer being applied; Diff/Remove/Get of it meanwhile: busy
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"slowly"}'
+( (head -c 10240 "$WORK/t2.tar"; sleep 3; tail -c +10241 "$WORK/t2.tar") |
+  curl -sS --unix-socket "$SOCK" -X POST -H 'Expect:' -T - "$U/GraphDriver.ApplyDiff?id=slowly" >"$WORK/slowly.out" 2>&1 ) &
+slowly=$!
+sleep 1
+apply slowly "$WORK/t1.tar"
+err_has 'busy'
+call /GraphDriver.Diff -d '{"ID":"slowly"}'
+err_has 'busy'
+call /GraphDriver.Remove -d '{"ID":"slowly"}'
+err_has 'busy'
+call /GraphDriver.Get -d '{"ID":"slowly"}'
+err_has 'busy'
+wait $slowly
+[[ "$(cat "$WORK/slowly.out")" == '{"Err":"","Size":'* ]] && ok || fail "the slow ApplyDiff: $(cat "$WORK/slowly.out")"
+cmp -s "$HOME_DIR/diff/slowly/big" "$WORK/t2/big" && ok || fail "the slow ApplyDiff was disturbed"
+[ -e "$HOME_DIR/diff/slowly/one" ] && fail "a concurrent ApplyDiff wrote into slowly" || ok
+intact "ApplyDiff"
+
+# ----------------------------------------------------- corrupt graph root
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"ghostkid","Parent":"keep"}'
+printf 'ghost\n' >"$HOME_DIR/layers/ghostkid"
+call /GraphDriver.Get -d '{"ID":"ghostkid"}'
+err_has 'ghost'
+call /GraphDriver.Changes -d '{"ID":"ghostkid"}'
+err_has 'ghost'
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"dotkid","Parent":"keep"}'
+printf '../x\n' >"$HOME_DIR/layers/dotkid"
+call /GraphDriver.Get -d '{"ID":"dotkid"}'
+err_has 'corrupt parent chain'
+call /GraphDriver.Create -d '{"ID":"dotkid2","Parent":"dotkid"}'
+[ "$CODE" != 200 ] || [ "$(head -1 "$HOME_DIR/layers/dotkid2")" = dotkid ] && ok || fail "child of dotkid: $CODE $BODY"
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"bigchain","Parent":"keep"}'
+head -c 10000000 /dev/zero | tr '\0' a >"$HOME_DIR/layers/bigchain"
+call /GraphDriver.Get -d '{"ID":"bigchain"}'
+err_has 'bigchain'
+call /GraphDriver.Create -d '{"ID":"bigkid","Parent":"bigchain"}'
+err_has 'bigchain'
+# diff/<id> a symlink to a dir outside Home
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"symbase"}'
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"symkid","Parent":"symbase"}'
+rmdir "$HOME_DIR/diff/symbase" && ln -s "$WORK/outside" "$HOME_DIR/diff/symbase"
+call /GraphDriver.Get -d '{"ID":"symbase"}'
+err_has 'not a directory'
+call /GraphDriver.Get -d '{"ID":"symkid"}'
+err_has 'not a directory'
+apply symbase "$WORK/t1.tar"
+[ "$CODE" != 200 ] && ok || fail "ApplyDiff through a symlinked diff dir: $CODE $BODY"
+call /GraphDriver.Diff -d '{"ID":"symbase"}'
+[ "$CODE" != 200 ] && ok || fail "Diff of a symlinked diff dir: $CODE"
+# mnt/<id> a symlink: mount(2) must not follow it
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"mntsym","Parent":"keep"}'
+rmdir "$HOME_DIR/mnt/mntsym" && ln -s "$WORK/outside" "$HOME_DIR/mnt/mntsym"
+call /GraphDriver.Get -d '{"ID":"mntsym"}'
+err_has 'not a directory'
+mounted "$WORK/outside" && { fail "mounted over the outside dir"; umount -l "$WORK/outside"; } || ok
+expect 200 '{"Err":""}' /GraphDriver.Remove -d '{"ID":"mntsym"}'
+expect 200 '{"Err":""}' /GraphDriver.Remove -d '{"ID":"symkid"}'
+expect 200 '{"Err":""}' /GraphDriver.Remove -d '{"ID":"symbase"}'
+intact "corrupt root"
+# a whiteout-format file with garbage: Init refuses, naming it; the server
+# keeps serving; repaired, the layers are all there.
+cp "$HOME_DIR/whiteout-format" "$WORK/wf.saved"
+printf '\377garbage' >"$HOME_DIR/whiteout-format"
+kill -TERM "$PID"; wait "$PID"; PID=""
+start_plugin
+call /GraphDriver.Init -d "{\"Home\":\"$HOME_DIR\"}"
+err_has 'whiteout-format'
+alive
+cp "$WORK/wf.saved" "$HOME_DIR/whiteout-format"
+expect 200 '{"Err":""}' /GraphDriver.Init -d "{\"Home\":\"$HOME_DIR\"}"
+intact "garbage whiteout-format"
+
 # ------------------------------------------------------- idle clients
 # Many idle connections (nothing sent, half a header, a body promised and
 # never sent) must not keep new requests out, and a client that never

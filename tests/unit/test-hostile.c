@@ -11,6 +11,7 @@
 #include "mount.h"
 #include "unit.h"
 
+#include <pthread.h>
 #include <sys/socket.h>
 
 static int
@@ -187,6 +188,182 @@ test_corrupt_chain (void)
   gr_driver_free (d);
 }
 
+/* Removing a layer that others build on would break them: refused.  */
+static void
+test_remove_parent (void)
+{
+  struct gr_driver *d = open_driver ("parent");
+  cleanup_free char *path = NULL;
+  ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
+  ASSERT_OK (apply_one (d, "base", NULL, "f", "base file", err_));
+  ASSERT_OK (d->ops->create (d, "kid", "base", false, err_));
+  ASSERT_FAILS_WITH (d->ops->remove (d, "base", err_), "kid");
+  CU_ASSERT (d->ops->exists (d, "base"));
+  CU_ASSERT (file_is (d, "diff/base/f", "base file"));
+  ASSERT_OK (d->ops->get (d, &path, "kid", err_));
+  ASSERT_OK (d->ops->put (d, "kid", err_));
+  /* child first, then the parent: fine */
+  ASSERT_OK (d->ops->remove (d, "kid", err_));
+  ASSERT_OK (d->ops->remove (d, "base", err_));
+  CU_ASSERT (!d->ops->exists (d, "base"));
+  gr_driver_free (d);
+}
+
+/* Creates of children racing with the Remove of their parent: either the
+   child exists with its parent, or its Create failed.  */
+struct race
+{
+  struct gr_driver *d;
+  int i;
+};
+
+static void *
+race_create (void *arg)
+{
+  struct race *r = arg;
+  gr_error_t err = NULL;
+  char id[32];
+  snprintf (id, sizeof id, "kid%d", r->i);
+  (void) r->d->ops->create (r->d, id, "base", false, &err);
+  gr_error_release (&err);
+  return NULL;
+}
+
+static void *
+race_remove (void *arg)
+{
+  struct race *r = arg;
+  gr_error_t err = NULL;
+  (void) r->d->ops->remove (r->d, "base", &err);
+  gr_error_release (&err);
+  return NULL;
+}
+
+static void
+test_remove_parent_race (void)
+{
+  struct gr_driver *d = open_driver ("race");
+  for (int round = 0; round < 20; round++)
+    {
+      pthread_t t[9];
+      struct race r[9];
+      ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
+      for (int i = 0; i < 9; i++)
+        {
+          r[i].d = d;
+          r[i].i = i;
+          CU_ASSERT_FATAL (pthread_create (&t[i], NULL, i == 4 ? race_remove : race_create, &r[i]) == 0);
+        }
+      bool kids = false;
+      for (int i = 0; i < 9; i++)
+        pthread_join (t[i], NULL);
+      for (int i = 0; i < 9; i++)
+        {
+          char id[32];
+          snprintf (id, sizeof id, "kid%d", i);
+          if (d->ops->exists (d, id))
+            {
+              kids = true;
+              ASSERT_OK (d->ops->remove (d, id, err_));
+            }
+        }
+      if (kids)
+        CU_ASSERT (d->ops->exists (d, "base"));
+      if (d->ops->exists (d, "base"))
+        ASSERT_OK (d->ops->remove (d, "base", err_));
+    }
+  gr_driver_free (d);
+}
+
+/* ApplyDiff into a layer that already holds a diff, or is mounted:
+   refused, and what was stored stays.  */
+static void
+test_apply_twice (void)
+{
+  struct gr_driver *d = open_driver ("twice");
+  cleanup_free char *path = NULL;
+  ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
+  ASSERT_OK (apply_one (d, "base", NULL, "f", "first", err_));
+  ASSERT_FAILS_WITH (apply_one (d, "base", NULL, "g", "second", err_), "base");
+  CU_ASSERT (file_is (d, "diff/base/f", "first"));
+  /* a second ApplyDiff that fails must not wipe the first either */
+  {
+    int64_t size;
+    int fds[2];
+    gr_error_t err = NULL;
+    CU_ASSERT_FATAL (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    CU_ASSERT (write (fds[1], "garbage, not a tar at all", 25) == 25);
+    close (fds[1]);
+    CU_ASSERT (d->ops->apply_diff (d, &size, "base", NULL, fds[0], &err) < 0);
+    gr_error_release (&err);
+    close (fds[0]);
+  }
+  CU_ASSERT (file_is (d, "diff/base/f", "first"));
+
+  ASSERT_OK (d->ops->create (d, "kid", "base", true, err_));
+  ASSERT_OK (d->ops->get (d, &path, "kid", err_));
+  ASSERT_FAILS_WITH (apply_one (d, "kid", "base", "k", "kid", err_), "mounted");
+  ASSERT_OK (d->ops->put (d, "kid", err_));
+  ASSERT_OK (apply_one (d, "kid", "base", "k", "kid", err_));
+  CU_ASSERT (file_is (d, "diff/kid/k", "kid"));
+  gr_driver_free (d);
+}
+
+/* While an ApplyDiff streams into a layer, a second ApplyDiff, a Diff, a
+   Get or a Remove of it are refused (busy), not interleaved.  */
+struct slow_apply
+{
+  struct gr_driver *d;
+  int fd;
+  int ret;
+};
+
+static void *
+slow_apply_main (void *arg)
+{
+  struct slow_apply *s = arg;
+  int64_t size = 0;
+  gr_error_t err = NULL;
+  s->ret = s->d->ops->apply_diff (s->d, &size, "busy", NULL, s->fd, &err);
+  if (s->ret < 0)
+    fprintf (stderr, "\nslow apply: %s\n", gr_error_msg (&err));
+  gr_error_release (&err);
+  return NULL;
+}
+
+static void
+test_busy (void)
+{
+  struct gr_driver *d = open_driver ("busy");
+  cleanup_free char *path = NULL;
+  ASSERT_OK (d->ops->create (d, "busy", NULL, false, err_));
+  int fds[2];
+  CU_ASSERT_FATAL (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  struct slow_apply s = { d, fds[0], 0 };
+  pthread_t t;
+  CU_ASSERT_FATAL (pthread_create (&t, NULL, slow_apply_main, &s) == 0);
+  /* the first half of a tar, then the apply waits for more */
+  int one = tar_fd ("f", "content");
+  char buf[1024];
+  CU_ASSERT (read (one, buf, sizeof buf) == 1024);
+  close (one);
+  CU_ASSERT (write (fds[1], buf, 300) == 300);
+  usleep (200 * 1000);
+  ASSERT_FAILS_WITH (apply_one (d, "busy", NULL, "g", "other", err_), "busy");
+  cleanup_close int null = open ("/dev/null", O_WRONLY | O_CLOEXEC);
+  ASSERT_FAILS_WITH (d->ops->diff (d, null, "busy", NULL, err_), "busy");
+  ASSERT_FAILS_WITH (d->ops->remove (d, "busy", err_), "busy");
+  ASSERT_FAILS_WITH (d->ops->get (d, &path, "busy", err_), "busy");
+  CU_ASSERT (write (fds[1], buf + 300, 724) == 724);
+  close (fds[1]);
+  pthread_join (t, NULL);
+  close (fds[0]);
+  CU_ASSERT (s.ret == 0);
+  CU_ASSERT (file_is (d, "diff/busy/f", "content"));
+  ASSERT_OK (d->ops->remove (d, "busy", err_));
+  gr_driver_free (d);
+}
+
 /* A whiteout-format file with garbage: Init refuses with the file named.  */
 static void
 test_garbage_format (void)
@@ -217,6 +394,10 @@ main (void)
   CU_add_test (s, "symlinked diff dirs", test_symlinked_diff);
   CU_add_test (s, "symlinked mnt dir", test_symlinked_mnt);
   CU_add_test (s, "corrupt parent chains", test_corrupt_chain);
+  CU_add_test (s, "remove a parent with children", test_remove_parent);
+  CU_add_test (s, "remove a parent racing creates", test_remove_parent_race);
+  CU_add_test (s, "apply twice, apply into a mounted layer", test_apply_twice);
+  CU_add_test (s, "busy layer during apply", test_busy);
   CU_add_test (s, "garbage whiteout-format", test_garbage_format);
   return unit_run ();
 }
