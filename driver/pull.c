@@ -561,6 +561,7 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
       gr_error_wrap (err, "%s", top_digest);
       goto out;
     }
+  bool from_index = m->kind == GR_MANIFEST_INDEX;
   if (m->kind == GR_MANIFEST_INDEX)
     {
       const struct gr_descriptor *d = NULL;
@@ -605,6 +606,19 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
                      "image operating system `%s` cannot be used on this platform "
                      "(`%s`)",
                      cfg->platform.os, want.os);
+      goto out;
+    }
+  /* A single-platform image pulled with an explicit --platform must be of
+     that platform (as dockerd 20.10).  */
+  if (opts->platform && !from_index
+      && !gr_platform_match (&want, cfg->platform.os, cfg->platform.arch, cfg->platform.variant))
+    {
+      cleanup_free char *w = gr_platform_string (&want);
+      gr_make_error (err, EINVAL,
+                     "image with reference %s was found but does not match the specified platform: "
+                     "wanted %s, actual: %s/%s%s%s",
+                     ref_str, w, cfg->platform.os, cfg->platform.arch, cfg->platform.variant ? "/" : "",
+                     cfg->platform.variant ? cfg->platform.variant : "");
       goto out;
     }
 

@@ -135,6 +135,9 @@ check "unknown driver is a usage error (exit 2)" test $? = 2
 check "bad reference: exit 1 and docker's message" grep -q "repository name must be lowercase" "$E2E_WORK/imgm.out"
 "$IMGMIGRATE" pull "$REGISTRY_ADDR/e2e/nope:v1" --root "$ROOT" --driver overlay2 > "$E2E_WORK/imgm.out" 2>&1
 check "unknown tag: a not-found error" grep -q "not found" "$E2E_WORK/imgm.out"
+"$IMGMIGRATE" pull "$REF" --root "$E2E_WORK/arm" --driver overlay2 --platform linux/arm64 > "$E2E_WORK/imgm.out" 2>&1
+check "--platform not matching a single-platform image: exit 1" test $? = 1
+check "... with dockerd's message" grep -q "does not match the specified platform: wanted linux/arm64, actual: linux/amd64" "$E2E_WORK/imgm.out"
 check "imgmigrate --help exits 0" "$IMGMIGRATE" --help
 
 e2e_finish
