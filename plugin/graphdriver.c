@@ -182,6 +182,26 @@ check_id_maps (json_t *obj, const char *key, gr_error_t *err)
   return 0;
 }
 
+/* Home as dockerd sends it: <data-root>/<driver>, an absolute, normalised
+   path below the root.  `..` components, `/` itself and control characters
+   are refused rather than followed.  */
+static int
+check_home (const char *home, gr_error_t *err)
+{
+  if (strcmp (home, "/") == 0)
+    return gr_make_error (err, EINVAL, "`Home` cannot be `/`");
+  for (const char *p = home; *p; p++)
+    if ((unsigned char) *p < 0x20 || *p == 0x7f)
+      return gr_make_error (err, EINVAL, "`Home` contains a control character");
+  for (const char *c = home + 1; c && *c; c = strchr (c, '/'), c = c ? c + 1 : NULL)
+    {
+      size_t n = strcspn (c, "/");
+      if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+        return gr_make_error (err, EINVAL, "`Home` must not contain `.` or `..` components, got `%s`", home);
+    }
+  return 0;
+}
+
 static int
 handle_init (struct srv_reply *reply, const struct srv_request *req, gr_error_t *err)
 {
@@ -200,6 +220,8 @@ handle_init (struct srv_reply *reply, const struct srv_request *req, gr_error_t 
     return gr_make_error (err, EINVAL, "missing `Home`");
   if (home[0] != '/')
     return gr_make_error (err, EINVAL, "`Home` must be an absolute path, got `%s`", home);
+  if (check_home (home, err) < 0)
+    return -1;
   if (get_string_array (req->json, "Opts", &opts, &n_opts, err) < 0)
     return -1;
   if (check_id_maps (req->json, "UIDMaps", err) < 0 || check_id_maps (req->json, "GIDMaps", err) < 0)

@@ -102,6 +102,12 @@ for id in 'x-removing' '-init' 'a%2Fb' '%2e%2e'; do
   call "/GraphDriver.ApplyDiff?id=$id" --data-binary @"$WORK/t1.tar"
   [ "$CODE" != 200 ] && ok || fail "ApplyDiff ?id=$id: $CODE $BODY"
 done
+# Init with a Home that is not a normalised absolute path.
+for h in '/' '/tmp/../etc' "$WORK/./root" "$WORK/a/.." 'relative' "$(printf '/tmp/x\001y')"; do
+  expect_err /GraphDriver.Init -d "{\"Home\":\"$h\"}"
+done
+[ -e /etc/layers ] && fail "Init wrote into /etc" || ok
+expect 200 '{"Err":"","Exists":true}' /GraphDriver.Exists -d '{"ID":"keep"}'
 # Malformed JSON of every shape (the server must answer each and live).
 for body in '{' '}' '{"ID":"keep",}' '{"ID":"keep"} x' '{"ID":["keep"]}' '{"ID":{"a":1}}' \
   '{"ID":"keep","ID":"../x"}' 'null' '1e999999' '"\u0000"' "$(printf '{"ID":"\xff"}')" \
