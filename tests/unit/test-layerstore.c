@@ -10,6 +10,7 @@
 #include "tarsplit.h"
 #include "unit.h"
 
+#include <signal.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -513,12 +514,92 @@ test_stores (void)
 }
 
 static void
+test_open_with (void)
+{
+  cleanup_free char *dir = xasprintf ("%s/plugin-root", sandbox);
+  cleanup_free char *home = xasprintf ("%s/propagated/my-plugin", sandbox);
+  struct gr_graphroot *root = NULL;
+  ASSERT_OK (gr_graphroot_open_with (&root, dir, "my-plugin", "overlay2", home, err_));
+  cleanup_free char *base = NULL;
+  ASSERT_OK (reg (root, &base, NULL, "base.tar", NULL, err_));
+  cleanup_free char *c1 = read_str (root, "image/my-plugin/layerdb/sha256/%s/cache-id", base + 7);
+  CU_ASSERT_FATAL (c1 != NULL);
+  cleanup_free char *diff = xasprintf ("%s/%s/diff/etc/hosts", home, c1);
+  struct stat st;
+  CU_ASSERT (stat (diff, &st) == 0);
+  CU_ASSERT (!exists_at (root->root_fd, "my-plugin"));
+  gr_graphroot_free (root);
+  static const char *const bad[][2]
+      = { { "../x", "aufs" }, { "a/b", "aufs" }, { "x", "zfs" }, { "", "vfs" } };
+  for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
+    {
+      gr_error_t err = NULL;
+      CU_ASSERT (gr_graphroot_open_with (&root, dir, bad[i][0], bad[i][1], NULL, &err) < 0);
+      gr_error_release (&err);
+    }
+  gr_error_t err = NULL;
+  CU_ASSERT (gr_graphroot_open (&root, dir, "devicemapper", &err) < 0);
+  gr_error_release (&err);
+}
+
+/* A process named dockerd (a copy of python3 sleeping) with ARGS.  */
+static pid_t
+fake_dockerd (const char *exe, const char *cwd, const char *a1, const char *a2)
+{
+  pid_t pid = fork ();
+  if (pid == 0)
+    {
+      if (chdir (cwd) < 0)
+        _exit (1);
+      execl (exe, "dockerd", "-c", "import time; time.sleep(20)", a1, a2, (char *)NULL);
+      _exit (1);
+    }
+  usleep (300000);
+  return pid;
+}
+
+static void
 test_dockerd_running (void)
 {
   int r = -1;
   pid_t pid = 0;
-  ASSERT_OK (r = gr_graphroot_dockerd_running (&pid, sandbox, err_));
+  cleanup_free char *dir = xasprintf ("%s/running", sandbox);
+  CU_ASSERT_EQUAL_FATAL (mkdir (dir, 0700), 0);
+  ASSERT_OK (r = gr_graphroot_dockerd_running (&pid, dir, err_));
   CU_ASSERT_EQUAL (r, 0);
+  cleanup_free char *exe = xasprintf ("%s/dockerd", sandbox);
+  cleanup_free char *cp = xasprintf ("cp /usr/bin/python3 %s", exe);
+  if (system (cp) != 0)
+    return;
+  cleanup_free char *eq = xasprintf ("--data-root=%s", dir);
+  cleanup_free char *cfg = xasprintf ("%s/daemon.json", sandbox);
+  cleanup_free char *cfg_json = xasprintf ("{\"data-root\": \"%s\"}", dir);
+  ASSERT_OK (gr_write_file_atomic (AT_FDCWD, cfg, cfg_json, strlen (cfg_json), 0600, err_));
+  const char *cases[][3] = {
+    { "/", "--data-root", dir },
+    { "/", eq, NULL },
+    { "/", "-g", dir },
+    { sandbox, "--data-root", "running" },
+    { "/", "--config-file", cfg },
+  };
+  for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++)
+    {
+      pid_t child = fake_dockerd (exe, cases[i][0], cases[i][1], cases[i][2]);
+      pid = 0;
+      ASSERT_OK (r = gr_graphroot_dockerd_running (&pid, dir, err_));
+      CU_ASSERT_EQUAL (r, 1);
+      CU_ASSERT_EQUAL (pid, child);
+      if (r != 1)
+        fprintf (stderr, "\ncase %zu not detected\n", i);
+      kill (child, SIGKILL);
+      waitpid (child, NULL, 0);
+    }
+  /* another root is not this one */
+  pid_t child = fake_dockerd (exe, "/", "--data-root", sandbox);
+  ASSERT_OK (r = gr_graphroot_dockerd_running (&pid, dir, err_));
+  CU_ASSERT_EQUAL (r, 0);
+  kill (child, SIGKILL);
+  waitpid (child, NULL, 0);
 }
 
 int
@@ -535,6 +616,7 @@ main (void)
   CU_add_test (s, "vfs layers", test_vfs);
   CU_add_test (s, "reference names", test_names);
   CU_add_test (s, "image, reference, distribution stores", test_stores);
+  CU_add_test (s, "plugin names and homes", test_open_with);
   CU_add_test (s, "dockerd running", test_dockerd_running);
   return unit_run ();
 }
