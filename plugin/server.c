@@ -421,6 +421,28 @@ queue_error (struct MHD_Connection *conn, struct conn_state *cs, unsigned int st
   return r;
 }
 
+/* The text of a failed request's reply: the error's message plus the
+   system's reason when its errno adds one.  Driver messages name the
+   object and the operation (`open directory \`diff/x\``) but not why it
+   failed; without the reason a user cannot tell a missing dir from a
+   symlink or a permission problem.  Errors the driver raises itself with
+   a message that already says it (EINVAL, EBUSY, EEXIST, ENOTSUP, a too
+   deep parent chain, "does not exist") are left as they are.  */
+static char *
+error_text (const gr_error_t *err)
+{
+  const char *msg = gr_error_msg (err);
+  int st = gr_error_status (err);
+  char buf[256];
+  if (st <= 0 || st == EINVAL || st == EBUSY || st == EEXIST || st == ENOTSUP
+      || (st == ELOOP && strstr (msg, "parent")) || (st == ENOENT && strstr (msg, "does not exist")))
+    return xstrdup (msg);
+  const char *reason = strerror_r (st, buf, sizeof buf);
+  if (strcasestr (msg, reason))
+    return xstrdup (msg);
+  return xasprintf ("%s: %s", msg, reason);
+}
+
 static void
 reply_clear (struct srv_reply *reply)
 {
@@ -544,7 +566,7 @@ queue_stream (struct MHD_Connection *conn, struct conn_state *cs, struct srv_rep
       producer_join (pj, false);
       if (pj->ret < 0)
         {
-          cleanup_free char *msg = xstrdup (gr_error_msg (&pj->err));
+          cleanup_free char *msg = error_text (&pj->err);
           producer_free (pj);
           return queue_error (conn, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, msg);
         }
@@ -573,8 +595,9 @@ queue_result (struct MHD_Connection *conn, struct conn_state *cs, int ret, struc
   enum MHD_Result r;
   if (ret < 0)
     {
+      cleanup_free char *text = error_text (err);
       reply_clear (reply);
-      return queue_error (conn, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, gr_error_msg (err));
+      return queue_error (conn, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, text);
     }
   if (reply->producer)
     {

@@ -247,7 +247,14 @@ err_has 'not a directory'
 apply symbase "$WORK/t1.tar"
 [ "$CODE" != 200 ] && ok || fail "ApplyDiff through a symlinked diff dir: $CODE $BODY"
 call /GraphDriver.Diff -d '{"ID":"symbase"}'
-[ "$CODE" != 200 ] && ok || fail "Diff of a symlinked diff dir: $CODE"
+# (the reply says why, not only what failed)
+err_has 'symbolic links'
+call /GraphDriver.Create -d '{"ID":"orphan","Parent":"symbase"}'
+rm "$HOME_DIR/diff/symbase"
+call /GraphDriver.Changes -d '{"ID":"orphan"}'
+err_has 'No such file or directory'
+ln -s "$WORK/outside" "$HOME_DIR/diff/symbase"
+expect 200 '{"Err":""}' /GraphDriver.Remove -d '{"ID":"orphan"}'
 # mnt/<id> a symlink: mount(2) must not follow it
 expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"mntsym","Parent":"keep"}'
 rmdir "$HOME_DIR/mnt/mntsym" && ln -s "$WORK/outside" "$HOME_DIR/mnt/mntsym"
