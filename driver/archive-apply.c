@@ -267,7 +267,15 @@ open_dir_quiet (struct apply *ap, const char *path, bool in_root)
   return fd;
 }
 
-/* open_dir_quiet, creating missing components as 0755 directories if
+/* Parent directories a tar does not list are made as dockerd makes them:
+   0600 by UnpackLayer (overlay2, vfs), 0777 less the umask by Untar (aufs).  */
+static mode_t
+implicit_dir_mode (const struct apply *ap)
+{
+  return ap->wf == GR_WHITEOUT_AUFS ? 0755 : 0600;
+}
+
+/* open_dir_quiet, creating missing components (implicit_dir_mode) if
    CREATE.  Returns -1 with errno ENOENT and no error set when !CREATE and
    PATH is missing.  */
 static int
@@ -325,7 +333,7 @@ open_parent (struct apply *ap, const char *path, bool create, bool in_root, gr_e
         }
       if (next < 0 && errno == ENOENT)
         {
-          if (mkdirat (cur, comp, 0755) < 0 && errno != EEXIST)
+          if (mkdirat (cur, comp, implicit_dir_mode (ap)) < 0 && errno != EEXIST)
             {
               int saved = errno;
               cleanup_free char *pp = printable (p);

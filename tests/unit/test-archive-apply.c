@@ -259,8 +259,16 @@ test_types (void)
   CU_ASSERT_EQUAL (fstatat (l, "dev/loop0", &st, 0), 0);
   CU_ASSERT (S_ISBLK (st.st_mode));
   CU_ASSERT_EQUAL (st.st_rdev, makedev (7, 0));
-  CU_ASSERT_EQUAL (fstatat (l, "dev", &st, 0), 0); /* implicit parent */
-  CU_ASSERT_EQUAL (st.st_mode, S_IFDIR | 0755);
+  /* an implicit parent: 0600 as dockerd's UnpackLayer (overlay2, vfs) */
+  CU_ASSERT_EQUAL (fstatat (l, "dev", &st, 0), 0);
+  CU_ASSERT_EQUAL (st.st_mode, S_IFDIR | 0600);
+  {
+    /* and 0777 less the umask as dockerd's Untar (the aufs driver) */
+    cleanup_close int la = new_case ("types-aufs");
+    ASSERT_OK (apply_file (la, "types.tar", GR_WHITEOUT_AUFS, err_));
+    CU_ASSERT_EQUAL (fstatat (la, "dev", &st, 0), 0);
+    CU_ASSERT_EQUAL (st.st_mode, S_IFDIR | 0755);
+  }
   CU_ASSERT_EQUAL (fstatat (l, "fifo", &st, 0), 0);
   CU_ASSERT_EQUAL (st.st_mode, S_IFIFO | 0640);
 
