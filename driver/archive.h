@@ -11,6 +11,11 @@
 struct gr_apply_opts
 {
   enum gr_whiteout_format whiteouts; /* how the target dir stores deletions */
+  /* Mode of the parent directories a tar does not list, which moby makes
+     itself: 0755 in archive.Unpack (overlay2 with native diff, aufs), 0600
+     in archive.UnpackLayer (vfs; overlay2 with naive diff).  0: the
+     extractor's default.  */
+  mode_t implicit_dir_mode;
 };
 
 /* Read an uncompressed tar stream from TAR_FD (to EOF; bytes after the end

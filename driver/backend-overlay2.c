@@ -205,7 +205,8 @@ ovl_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *
   cleanup_close int diff = open_diff (d, id, err);
   if (diff < 0)
     return gr_error_wrap (err, "overlay2 apply %s", id);
-  struct gr_apply_opts opts = { .whiteouts = GR_WHITEOUT_OVERLAY };
+  /* dockerd's native-diff ApplyDiff: archive.Unpack into the diff dir.  */
+  struct gr_apply_opts opts = { .whiteouts = GR_WHITEOUT_OVERLAY, .implicit_dir_mode = 0755 };
   (void)parent;
   if (gr_archive_apply (diff, tar_fd, &opts, err) < 0)
     return gr_error_wrap (err, "overlay2 apply %s", id);

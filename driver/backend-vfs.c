@@ -341,7 +341,8 @@ vfs_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char *
   cleanup_close int dfd = open_layer (d, id, err);
   if (dfd < 0)
     return gr_error_wrap (err, "vfs apply %s", id);
-  struct gr_apply_opts opts = { .whiteouts = GR_WHITEOUT_DELETE };
+  /* dockerd's naive-diff ApplyDiff: archive.UnpackLayer.  */
+  struct gr_apply_opts opts = { .whiteouts = GR_WHITEOUT_DELETE, .implicit_dir_mode = 0600 };
   (void)parent;
   if (gr_archive_apply (dfd, tar_fd, &opts, err) < 0)
     return gr_error_wrap (err, "vfs apply %s", id);
