@@ -947,9 +947,13 @@ setup_auth (struct gr_registry *r, const char *www_auth, gr_error_t *err)
   if (ret == 0 && !done)
     ret = gr_make_error (err, ENOTSUP, "%s: no supported authentication scheme in `%s`", r->host, www_auth);
   gr_auth_challenges_free (c, n);
-  if (ret == 0 && r->auth == AUTH_BEARER)
-    return fetch_token (r, r->token_gen, err);
-  return ret;
+  if (ret < 0)
+    return ret;
+  pthread_mutex_lock (&r->lock);
+  bool bearer = r->auth == AUTH_BEARER;
+  unsigned gen = r->token_gen;
+  pthread_mutex_unlock (&r->lock);
+  return bearer ? fetch_token (r, gen, err) : 0;
 }
 
 int
