@@ -17,6 +17,7 @@
 
 #include "archive.h"
 #include "fsutil.h"
+#include "graphroot-internal.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -26,6 +27,23 @@
 
 #define LINK_LEN 26
 #define MAX_DEPTH 128
+
+/* Does dockerd use overlay2's native diff here?  It does not when the
+   kernel's overlayfs redirects directories on rename (doesSupportNativeDiff
+   probes that with a test mount; the module parameter says the same for
+   the default mount options).  With naive diff dockerd applies layers with
+   archive.UnpackLayer through the merged mount.  */
+bool
+gr_overlay2_native_diff (void)
+{
+  char v[8] = "";
+  int fd = open ("/sys/module/overlay/parameters/redirect_dir", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return true;
+  ssize_t n = read (fd, v, sizeof (v) - 1);
+  close (fd);
+  return !(n > 0 && (v[0] == 'Y' || v[0] == 'y' || v[0] == '1'));
+}
 
 static int
 ovl_init (struct gr_driver *d, const struct gr_driver_opts *opts, gr_error_t *err)

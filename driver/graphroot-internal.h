@@ -11,4 +11,8 @@
 void gr_graphroot_lock (struct gr_graphroot *root);
 void gr_graphroot_unlock (struct gr_graphroot *root);
 
+/* Does dockerd use overlay2's native diff on this kernel (backend-overlay2.c)?
+   If not, it records a layer's size as the sum of the tar's size fields.  */
+bool gr_overlay2_native_diff (void);
+
 #endif

@@ -488,7 +488,12 @@ gr_layer_writer_commit (struct gr_layer_writer *w, char **chain_id_out, gr_error
   if (strcmp (w->diff_id + 7, hex) != 0)
     return gr_make_error (err, EINVAL, "layer %s: the content has diffID sha256:%s", w->diff_id, hex);
 
-  int64_t size = strcmp (d->ops->name, "vfs") == 0 ? gr_tarsplit_unpacked_size (w->ts) : w->apply_size;
+  /* dockerd's ApplyDiff size: directory.Size of the applied dir for aufs
+     and overlay2 (native diff), the tar's size fields summed by
+     archive.UnpackLayer for vfs and overlay2 with naive diff.  */
+  bool tar_size = strcmp (d->ops->name, "vfs") == 0
+                  || (strcmp (d->ops->name, "overlay2") == 0 && !gr_overlay2_native_diff ());
+  int64_t size = tar_size ? gr_tarsplit_unpacked_size (w->ts) : w->apply_size;
   snprintf (buf, sizeof (buf), "%" PRId64, size);
   if (fsync (w->ts_fd) < 0)
     return gr_make_error (err, errno, "layer %s: fsync tar-split.json.gz", w->diff_id);
