@@ -252,6 +252,8 @@ layer_sink (void *arg, const void *buf, size_t len, gr_error_t *err)
 
   if (__atomic_load_n (&p->abort, __ATOMIC_ACQUIRE))
     return gr_make_error (err, ECANCELED, "layer %s: cancelled", j->desc->digest);
+  if (p->opts->cancel && __atomic_load_n (p->opts->cancel, __ATOMIC_ACQUIRE))
+    return gr_make_error (err, ECANCELED, "layer %s: pull cancelled", j->desc->digest);
 
   j->received += (int64_t)len;
   int64_t t = now_ns ();

@@ -41,6 +41,9 @@ struct gr_pull_opts
   gr_pull_progress_cb progress; /* may be NULL */
   void *progress_arg;
   bool allow_running_dockerd; /* skip the running-dockerd check (tests) */
+  /* If set and true (read atomically), downloads stop at the next chunk
+     and the pull fails with ECANCELED (e.g. the plugin's client left).  */
+  const bool *cancel;
 };
 
 struct gr_pull_result

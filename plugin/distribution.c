@@ -125,7 +125,7 @@ struct pull_job
   size_t n_insecure;
   unsigned max_concurrent;
   int out_fd;
-  bool write_failed;
+  bool write_failed; /* the client went away: cancels the pull */
 };
 
 static void
@@ -148,7 +148,7 @@ pull_job_free (void *arg)
 static void
 write_line (struct pull_job *j, json_t *obj)
 {
-  if (j->write_failed)
+  if (__atomic_load_n (&j->write_failed, __ATOMIC_ACQUIRE))
     return;
   char *s = json_dumps (obj, JSON_COMPACT);
   cleanup_free char *line = xasprintf ("%s\n", s);
@@ -156,7 +156,7 @@ write_line (struct pull_job *j, json_t *obj)
   gr_error_t err = NULL;
   if (gr_write_all (j->out_fd, line, strlen (line), &err) < 0)
     {
-      j->write_failed = true;
+      __atomic_store_n (&j->write_failed, true, __ATOMIC_RELEASE);
       gr_error_release (&err);
     }
 }
@@ -198,6 +198,7 @@ pull_producer (void *arg, int out_fd, gr_error_t *err)
         .progress = pull_progress,
         .progress_arg = j,
         .allow_running_dockerd = true,
+        .cancel = &j->write_failed,
       };
       ret = gr_pull (&res, root, j->ref, &opts, &perr);
     }

@@ -113,4 +113,18 @@ dockerd_start pl plugin || die "dockerd with the plugin (again)"
 check "the image pulled through the plugin runs" \
   dk pl run --rm --network none "$REGISTRY_ADDR/e2e/deep:v1" /bin/busybox true
 
+# A client that goes away cancels its pull (slow registry, curl gives up).
+fake_start "$(make_image special)" slow || die "fake registry"
+CR=$E2E_WORK/cancelled
+curl -s --max-time 1 --unix-socket "$PLUGIN_SOCK" -X POST http://plugin.moby.localhost/Distribution.Pull \
+  -d "{\"Reference\":\"$FAKE_ADDR/x:t\",\"Root\":\"$CR\",\"Driver\":\"aufs-graphdriver\"}" > /dev/null
+wait_for 20 grep -q "pull $FAKE_ADDR/x:t: .*cancelled" "$E2E_WORK/plugin.log"
+check "a pull whose client left is cancelled" grep -q "pull $FAKE_ADDR/x:t: .*cancelled" "$E2E_WORK/plugin.log"
+check "... and registers nothing" nothing_registered "$CR" aufs-graphdriver "$FAKE_ADDR/x"
+# Layers verified before the cancel may stay (as dockerd); no other leftovers.
+check "... and leaves no unregistered layer behind" \
+  test "$(find "$CR/aufs-graphdriver/diff" -mindepth 1 -maxdepth 1 | wc -l)" = \
+  "$(find "$CR/image/aufs-graphdriver/layerdb/sha256" -mindepth 1 -maxdepth 1 | wc -l)"
+check "... nor write sets" test -z "$(ls -A "$CR/image/aufs-graphdriver/layerdb/tmp")"
+
 e2e_finish
