@@ -26,6 +26,8 @@ build () {
   command -v "$CC" >/dev/null || die "$CC not found (apt-get install clang libclang-rt-14-dev)"
   mkdir -p "$FUZZ_DIR/obj"
   pkgs="jansson libarchive libcurl openssl zlib mount"
+  # optional ones the library may use (as configure finds them)
+  for p in libzstd; do pkg-config --exists "$p" && pkgs="$pkgs $p"; done
   cflags="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
     -I$BUILDDIR -iquote $SRCDIR/driver -D_GNU_SOURCE $(pkg-config --cflags $pkgs)"
   libs="$(pkg-config --libs $pkgs) -lpthread"
