@@ -390,8 +390,18 @@ aufs_init (struct gr_driver *d, const struct gr_driver_opts *opts, gr_error_t *e
 
   static const char *const dirs[] = { "layers", "diff", "mnt", "work" };
   for (size_t i = 0; i < sizeof (dirs) / sizeof (dirs[0]); i++)
-    if (mkdirat (d->home_fd, dirs[i], 0710) < 0 && errno != EEXIST)
-      return gr_make_error (err, errno, "mkdir `%s/%s`", d->home, dirs[i]);
+    {
+      struct stat st;
+      if (mkdirat (d->home_fd, dirs[i], 0710) < 0 && errno != EEXIST)
+        return gr_make_error (err, errno, "mkdir `%s/%s`", d->home, dirs[i]);
+      /* Every path below is built as <kind>/<id> from Home: a symlinked
+         kind dir would make Remove rename and delete outside Home.  */
+      if (fstatat (d->home_fd, dirs[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return gr_make_error (err, errno, "stat `%s/%s`: %s", d->home, dirs[i], strerror (errno));
+      if (! S_ISDIR (st.st_mode))
+        return gr_make_error (err, ENOTDIR, "`%s/%s` is not a directory (a symlink?): refusing this graph root",
+                              d->home, dirs[i]);
+    }
 
   /* After a crash: stale mounts and half-done removals.  */
   cleanup_free char *mnt = xasprintf ("%s/mnt", d->home);
@@ -763,7 +773,8 @@ aufs_apply_diff (struct gr_driver *d, int64_t *size, const char *id, const char 
 static int
 aufs_apply_diff_busy (struct gr_driver *d, int64_t *size, const char *id, int tar_fd, gr_error_t *err)
 {
-  struct gr_apply_opts opts = { .whiteouts = priv (d)->whiteouts };
+  /* dockerd's aufs and overlay2 both extract with Untar: 0755 parents */
+  struct gr_apply_opts opts = { .whiteouts = priv (d)->whiteouts, .implicit_dir_mode = 0755 };
   cleanup_close int fd = -1;
   if (! aufs_exists (d, id))
     return gr_make_error (err, ENOENT, "layer %s does not exist", id);

@@ -379,6 +379,35 @@ test_garbage_format (void)
   CU_ASSERT (d2 == NULL);
 }
 
+/* layers/ (or diff/, mnt/, work/) a symlink out of Home: Init refuses the
+   root; before, Remove {"ID":"passwd"} unlinked <target>/passwd.  */
+static void
+test_symlinked_kind (void)
+{
+  static const char *const kinds[] = { "layers", "diff", "mnt", "work" };
+  cleanup_free char *outside = make_outside ("kind-outside");
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+    {
+      cleanup_free char *home = xasprintf ("%s/kind-%s", unit_sandbox, kinds[i]);
+      cleanup_free char *link = xasprintf ("%s/%s", home, kinds[i]);
+      CU_ASSERT_FATAL (mkdir (home, 0755) == 0);
+      CU_ASSERT_FATAL (symlink (outside, link) == 0);
+      struct gr_driver *d = NULL;
+      struct gr_driver_opts opts = { .mount_method = "overlay" };
+      ASSERT_FAILS_WITH (gr_driver_open (&d, "aufs", home, &opts, err_), kinds[i]);
+      if (d)
+        {
+          gr_error_t err = NULL;
+          (void) d->ops->remove (d, "secret", &err);
+          gr_error_release (&err);
+          gr_driver_free (d);
+        }
+      cleanup_free char *secret = xasprintf ("%s/secret", outside);
+      struct stat st;
+      CU_ASSERT (stat (secret, &st) == 0);
+    }
+}
+
 int
 main (void)
 {
@@ -399,5 +428,6 @@ main (void)
   CU_add_test (s, "apply twice, apply into a mounted layer", test_apply_twice);
   CU_add_test (s, "busy layer during apply", test_busy);
   CU_add_test (s, "garbage whiteout-format", test_garbage_format);
+  CU_add_test (s, "symlinked layers/diff/mnt/work", test_symlinked_kind);
   return unit_run ();
 }
