@@ -114,6 +114,7 @@ struct apply
 {
   int root; /* O_RDONLY fd of the layer directory */
   enum gr_whiteout_format wf;
+  mode_t implicit_dir_mode; /* 0: by wf */
   struct archive *a;
   struct dir_time *dirs;
   size_t ndirs;
@@ -268,11 +269,14 @@ open_dir_quiet (struct apply *ap, const char *path, bool in_root)
 }
 
 /* Parent directories a tar does not list are made as dockerd makes them:
-   0600 by UnpackLayer (overlay2, vfs), 0777 less the umask by Untar (aufs).  */
+   the caller's mode, else 0600 as UnpackLayer applying deletions (vfs) and
+   0777 less the umask as Untar (aufs, overlay2 with native diff).  */
 static mode_t
 implicit_dir_mode (const struct apply *ap)
 {
-  return ap->wf == GR_WHITEOUT_AUFS ? 0755 : 0600;
+  if (ap->implicit_dir_mode)
+    return ap->implicit_dir_mode;
+  return ap->wf == GR_WHITEOUT_DELETE ? 0600 : 0755;
 }
 
 /* open_dir_quiet, creating missing components (implicit_dir_mode) if
@@ -921,7 +925,10 @@ gr_archive_apply (int layer_dirfd, int tar_fd, const struct gr_apply_opts *opts,
       return gr_make_error (err, saved, "uselocale C");
     }
 
-  struct apply ap = { .root = -1, .wf = opts ? opts->whiteouts : GR_WHITEOUT_OVERLAY, .cache_fd = -1 };
+  struct apply ap = { .root = -1,
+                      .wf = opts ? opts->whiteouts : GR_WHITEOUT_OVERLAY,
+                      .implicit_dir_mode = opts ? opts->implicit_dir_mode & 07777 : 0,
+                      .cache_fd = -1 };
   cleanup_close int root = openat (layer_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root < 0)
     return gr_make_error (err, errno, "open layer directory");

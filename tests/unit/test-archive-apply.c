@@ -259,15 +259,23 @@ test_types (void)
   CU_ASSERT_EQUAL (fstatat (l, "dev/loop0", &st, 0), 0);
   CU_ASSERT (S_ISBLK (st.st_mode));
   CU_ASSERT_EQUAL (st.st_rdev, makedev (7, 0));
-  /* an implicit parent: 0600 as dockerd's UnpackLayer (overlay2, vfs) */
+  /* an implicit parent: 0777 less the umask as dockerd's Untar (aufs,
+     overlay2) */
   CU_ASSERT_EQUAL (fstatat (l, "dev", &st, 0), 0);
-  CU_ASSERT_EQUAL (st.st_mode, S_IFDIR | 0600);
+  CU_ASSERT_EQUAL (st.st_mode, S_IFDIR | 0755);
   {
-    /* and 0777 less the umask as dockerd's Untar (the aufs driver) */
-    cleanup_close int la = new_case ("types-aufs");
-    ASSERT_OK (apply_file (la, "types.tar", GR_WHITEOUT_AUFS, err_));
-    CU_ASSERT_EQUAL (fstatat (la, "dev", &st, 0), 0);
-    CU_ASSERT_EQUAL (st.st_mode, S_IFDIR | 0755);
+    /* 0600 as UnpackLayer (vfs), or what the caller asks for */
+    cleanup_close int ld = new_case ("types-delete");
+    ASSERT_OK (apply_file (ld, "types.tar", GR_WHITEOUT_DELETE, err_));
+    CU_ASSERT_EQUAL (fstatat (ld, "dev", &st, 0), 0);
+    CU_ASSERT_EQUAL (st.st_mode, S_IFDIR | 0600);
+    cleanup_close int lm = new_case ("types-mode");
+    struct gr_apply_opts o = { .whiteouts = GR_WHITEOUT_OVERLAY, .implicit_dir_mode = 0711 };
+    cleanup_close int tfd = openat (unit_sandbox_fd, "types.tar", O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL (tfd >= 0);
+    ASSERT_OK (gr_archive_apply (lm, tfd, &o, err_));
+    CU_ASSERT_EQUAL (fstatat (lm, "dev", &st, 0), 0);
+    CU_ASSERT_EQUAL (st.st_mode, S_IFDIR | 0711);
   }
   CU_ASSERT_EQUAL (fstatat (l, "fifo", &st, 0), 0);
   CU_ASSERT_EQUAL (st.st_mode, S_IFIFO | 0640);
