@@ -83,7 +83,6 @@ managed_create ()
 managed_start ()
 {
   local d=${1:-pl}
-  GR_PLUGIN_NAME=$MANAGED_NAME
   dockerd_start "$d" vfs || return 1
   managed_create "$d" "$MANAGED_NAME" || return 1
   managed_set_plugin "$d" "$MANAGED_NAME" || return 1
@@ -133,6 +132,18 @@ managed_init ()
 }
 
 # ---- lib.sh's per-daemon helpers, for daemons on the managed plugin
+# dockerd_start NAME plugin: -s $MANAGED_NAME for a daemon with a managed
+# plugin, lib.sh's $GR_PLUGIN_NAME (the legacy socket) for the others.
+eval "lib_$(declare -f dockerd_start)"
+dockerd_start ()
+{
+  if [ "${2:-}" = plugin ] && [ -n "${MANAGED_ID[$1]:-}" ]; then
+    local GR_PLUGIN_NAME=$MANAGED_NAME
+    lib_dockerd_start "$@"
+  else
+    lib_dockerd_start "$@"
+  fi
+}
 eval "lib_$(declare -f driver_home)"
 driver_home ()
 {
@@ -167,7 +178,6 @@ fi
 
 # ---- GR_E2E_SUBJECT=managed: the legacy-socket tests on the managed plugin
 if [ "${GR_E2E_SUBJECT:-}" = managed ]; then
-  GR_PLUGIN_NAME=$MANAGED_NAME
   start_subject () { managed_start "${1:-pl}"; }
   restart_subject ()
   {

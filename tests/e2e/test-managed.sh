@@ -19,7 +19,6 @@ managed_init managed
 # GR_MANAGED_IMAGES="base special" for a quicker run on fewer test images.
 E2E_IMAGES=${GR_MANAGED_IMAGES:-$E2E_IMAGES}
 N=$MANAGED_NAME
-GR_PLUGIN_NAME=$N
 # Exercise `docker plugin set` (the plugin must be disabled for it).
 GR_MANAGED_SET=${GR_MANAGED_SET-LOG_LEVEL=debug}
 T0=$(date +%s.%N)
