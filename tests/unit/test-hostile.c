@@ -9,6 +9,7 @@
 #include "driver.h"
 #include "fsutil.h"
 #include "mount.h"
+#include "tarsplit.h"
 #include "unit.h"
 
 #include <pthread.h>
@@ -45,26 +46,33 @@ make_outside (const char *name)
   return dir;
 }
 
-/* A one-file tar (ustar) NAME with CONTENT, as a socketpair read end.  */
-static int
-tar_fd (const char *name, const char *content)
+/* A ustar header block at H: NAME, type TYPE, SIZE bytes of content.  */
+static void
+tar_header (char *h, const char *name, char type, size_t size)
 {
-  char tar[3 * 512] = { 0 };
-  size_t len = strlen (content);
-  char *h = tar;
+  memset (h, 0, 512);
   snprintf (h, 100, "%s", name);
   snprintf (h + 100, 8, "%07o", 0644);
   snprintf (h + 108, 8, "%07o", 0);
   snprintf (h + 116, 8, "%07o", 0);
-  snprintf (h + 124, 12, "%011o", (unsigned) len & 0777);
+  snprintf (h + 124, 12, "%011o", (unsigned) size & 07777);
   snprintf (h + 136, 12, "%011o", 0);
-  h[156] = '0';
+  h[156] = type;
   memcpy (h + 257, "ustar\0" "00", 8);
   memset (h + 148, ' ', 8);
   unsigned sum = 0;
   for (int i = 0; i < 512; i++)
     sum += (unsigned char) h[i];
   snprintf (h + 148, 8, "%06o", sum);
+}
+
+/* A one-file tar (ustar) NAME with CONTENT, as a socketpair read end.  */
+static int
+tar_fd (const char *name, const char *content)
+{
+  char tar[3 * 512] = { 0 };
+  size_t len = strlen (content);
+  tar_header (tar, name, '0', len);
   memcpy (tar + 512, content, len);
   int fds[2];
   CU_ASSERT_FATAL (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
@@ -408,6 +416,27 @@ test_symlinked_kind (void)
     }
 }
 
+/* Found by tests/fuzz/fuzz-tarsplit: a GNU long-name header ('L') with
+   no content made the disassembler call strnlen/strndup on a NULL buffer
+   (driver/tarsplit.c meta_done -> field_str; UBSan: "null pointer passed
+   as argument 1").  Under the sanitizer build that aborts; either way the
+   tar must be accepted or refused with an error, not crash.  */
+static void
+test_tarsplit_empty_longname (void)
+{
+  char tar[5 * 512] = { 0 };
+  tar_header (tar, "././@LongLink", 'L', 0);
+  tar_header (tar + 512, "f", '0', 0);
+  cleanup_close int out = open ("/dev/null", O_WRONLY | O_CLOEXEC);
+  struct gr_tarsplit *ts = NULL;
+  gr_error_t err = NULL;
+  ASSERT_OK (gr_tarsplit_new (&ts, out, err_));
+  if (gr_tarsplit_feed (ts, tar, sizeof tar, &err) == 0)
+    (void) gr_tarsplit_finish (ts, &err);
+  gr_error_release (&err);
+  gr_tarsplit_free (ts);
+}
+
 int
 main (void)
 {
@@ -429,5 +458,6 @@ main (void)
   CU_add_test (s, "busy layer during apply", test_busy);
   CU_add_test (s, "garbage whiteout-format", test_garbage_format);
   CU_add_test (s, "symlinked layers/diff/mnt/work", test_symlinked_kind);
+  CU_add_test (s, "tar-split: empty GNU long name (fuzz)", test_tarsplit_empty_longname);
   return unit_run ();
 }
