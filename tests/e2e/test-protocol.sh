@@ -178,24 +178,23 @@ expect_err '/GraphDriver.ApplyDiff' -H 'Transfer-Encoding: chunked' --data-binar
 [ -e "$HOME_DIR/ok1" ] && fail "created ok1 with a hostile parent" || ok
 
 # -------------------------------------------------------- concurrency
-# A slow chunked upload (3 s) must not hold up other requests.
+# A slow chunked upload (paused 8 s) must not hold up other requests: they
+# are all answered while it is still in flight.
 expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"slow"}'
 # (curl -T - streams stdin chunked; --data-binary @- would read it all first)
-( (head -c 10240 "$WORK/l1.tar"; sleep 3; tail -c +10241 "$WORK/l1.tar") |
+( (head -c 10240 "$WORK/l1.tar"; sleep 8; tail -c +10241 "$WORK/l1.tar") |
   curl -sS --unix-socket "$SOCK" -X POST -H 'Expect:' -T - \
     'http://plugin.moby.localhost/GraphDriver.ApplyDiff?id=slow' >"$WORK/slow.out" ) &
 slow=$!
 sleep 0.5
-t0=$(date +%s%N)
 pids=()
 for i in $(seq 20); do
   (curl -sS --unix-socket "$SOCK" -X POST http://plugin.moby.localhost/GraphDriver.Exists -d '{"ID":"l1"}' >"$WORK/ex.$i") &
   pids+=($!)
 done
 wait "${pids[@]}"
-ms=$((($(date +%s%N) - t0) / 1000000))
+kill -0 "$slow" 2>/dev/null && ok || fail "20 Exists were answered only after the slow upload ended"
 [ "$(cat "$WORK"/ex.* | sort -u)" = '{"Err":"","Exists":true}' ] && ok || fail "concurrent Exists"
-[ "$ms" -lt 2000 ] && ok || fail "20 Exists took $ms ms next to a slow upload"
 wait $slow
 [[ "$(cat "$WORK/slow.out")" == '{"Err":"","Size":'* ]] && ok || fail "slow ApplyDiff: $(cat "$WORK/slow.out")"
 # A client that dies in the middle of an upload leaves no half layer, even
