@@ -555,7 +555,11 @@ aufs_get (struct gr_driver *d, char **path, const char *id, gr_error_t *err)
   pthread_mutex_lock (&a->lock);
   struct aufs_mount **pp = find_mount (a, id);
   int ret = 0;
-  if (*pp == NULL)
+  /* Checked again under the lock: a Remove may have started since.  */
+  bool busy = busy_locked (a, id);
+  if (busy)
+    ret = busy_error (id, err);
+  else if (*pp == NULL)
     {
       ret = do_mount (d, id, chain, n, err);
       if (ret == 0)
@@ -571,7 +575,7 @@ aufs_get (struct gr_driver *d, char **path, const char *id, gr_error_t *err)
     (*pp)->count++;
   pthread_mutex_unlock (&a->lock);
   if (ret < 0)
-    return gr_error_wrap (err, "layer %s", id);
+    return busy ? -1 : gr_error_wrap (err, "layer %s", id);
   *path = layer_path (d, "mnt", id);
   return 0;
 }
