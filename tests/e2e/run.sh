@@ -55,9 +55,9 @@ report ()
       fail=$((fail + 1))
       failed+=("$t")
       echo "FAIL: $t (${secs}s, exit $rc; log $log)"
-      # the checks that failed, then the end of the log (dockerd noise left out)
+      # the checks that failed, then the end of the log (daemon logs left out)
       grep -E '(FAIL|FATAL):' "$log" | head -n 30 | sed 's/^/    /'
-      grep -v 'level=' "$log" | tail -n 15 | sed 's/^/    | /'
+      grep -v -E 'level=|^[0-9]{4}-[0-9]{2}-[0-9]{2}T' "$log" | tail -n 15 | sed 's/^/    | /'
       ;;
   esac
 }
