@@ -24,19 +24,20 @@ MANAGED_BUILD=$TOP_SRCDIR/contrib/plugin/build-rootfs.sh
 MANAGED_DIR=""
 declare -A MANAGED_ID # daemon -> id of the plugin it runs on
 
-# managed_build_dir: config.json + rootfs/, once per run: `make plugin` in
-# GR_BUILDDIR when it is a build dir (the target users run), else
-# build-rootfs.sh on $PLUGIN_BIN into the work dir.  A private config
-# (GR_MANAGED_CONFIG) always goes the second way.
+# managed_build_dir: config.json + rootfs/ in the work dir, once per run:
+# `make plugin` in GR_BUILDDIR when it is a build dir (the target users run;
+# PLUGIN_DIR points it at our work dir, as tests run in parallel), else
+# build-rootfs.sh on $PLUGIN_BIN.  A private config (GR_MANAGED_CONFIG)
+# always goes the second way.
 managed_build_dir ()
 {
   [ -n "$MANAGED_DIR" ] && [ -d "$MANAGED_DIR/rootfs" ] && return 0
   [ -x "$PLUGIN_BIN" ] || die "plugin binary $PLUGIN_BIN missing (set GR_BUILDDIR)"
   if [ -f "$GR_BUILDDIR/Makefile" ] && [ "$MANAGED_CONFIG" = "$TOP_SRCDIR/contrib/plugin/config.json" ] &&
     [ "$PLUGIN_BIN" = "$GR_BUILDDIR/plugin/aufs-graphdriver" ]; then
-    log "make plugin in $GR_BUILDDIR"
-    make -s -C "$GR_BUILDDIR" plugin >&2 || return 1
-    MANAGED_DIR=$GR_BUILDDIR/contrib/plugin/build
+    MANAGED_DIR=$E2E_WORK/plugin-dir
+    log "make plugin in $GR_BUILDDIR (PLUGIN_DIR=$MANAGED_DIR)"
+    make -s -C "$GR_BUILDDIR" plugin PLUGIN_DIR="$MANAGED_DIR" >&2 || return 1
     [ -f "$MANAGED_DIR/config.json" ] && [ -x "$MANAGED_DIR/rootfs/aufs-graphdriver" ] || return 1
     return 0
   fi
