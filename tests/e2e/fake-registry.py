@@ -29,6 +29,7 @@ misbehaves according to MODE:
                  the challenge only comes on the repository's endpoints
   no-head        HEAD on manifests answers 405 (GET works)
   slow           layer blobs trickle (64 KiB every 50 ms), for kill tests
+  slow-last      only the last layer trickles (1 KiB every 100 ms)
 
 Every request is logged to LOG (default stderr) as "METHOD PATH STATUS".
 """
@@ -168,19 +169,21 @@ class H(http.server.BaseHTTPRequestHandler):
             if MODE == "redirect-host" and is_layer and not host.startswith("localhost"):
                 return self.send(307, b"", {"Location": "http://localhost:%d/v2/x/blobs/%s"
                                             % (PORT, d)})
-            if MODE == "slow" and is_layer and self.command == "GET":
+            slow_last = MODE == "slow-last" and d == LAYER_DESCS[-1]["digest"]
+            if (MODE == "slow" and is_layer or slow_last) and self.command == "GET":
+                step, pause = (1024, 0.1) if slow_last else (65536, 0.05)
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.log(200, " slow")
                 import time
-                for i in range(0, len(body), 65536):
+                for i in range(0, len(body), step):
                     try:
-                        self.wfile.write(body[i:i + 65536])
+                        self.wfile.write(body[i:i + step])
                         self.wfile.flush()
                     except OSError:
                         return
-                    time.sleep(0.05)
+                    time.sleep(pause)
                 return
             if MODE == "wrong-digest" and d == LAYER_DESCS[0]["digest"]:
                 body = gzip.compress(b"\0" * 10240, mtime=0)

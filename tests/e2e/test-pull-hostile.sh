@@ -97,14 +97,40 @@ n=$((n + 1))
 mkdir -p "$E2E_WORK/killed"
 ROOT=$E2E_WORK/killed/data
 fake_start "$IMG" slow || die "fake registry slow"
-"$IMGMIGRATE" pull "$FAKE_ADDR/x:t" --root "$ROOT" --driver overlay2 > "$E2E_WORK/imgm.out" 2>&1 &
+# Killed at several moments in a row (the slow registry trickles the
+# layers; later runs find some layers already there, a late kill may find
+# the pull done).
+for delay in 0.2 0.6 1.2 2 3; do
+  "$IMGMIGRATE" pull "$FAKE_ADDR/x:t" --root "$ROOT" --driver overlay2 > "$E2E_WORK/imgm.out" 2>&1 &
+  ipid=$!
+  sleep "$delay"
+  kill -KILL "$ipid" 2>/dev/null
+  wait "$ipid" 2>/dev/null
+  log "killed after ${delay}s: $(ls "$ROOT/image/overlay2/layerdb/sha256" 2>/dev/null | wc -l) layers registered"
+done
+# ... and right after the first layer got registered (in a fresh root; the
+# last layer trickles).
+fake_start "$IMG" slow-last || die "fake registry slow-last"
+ROOT2=$E2E_WORK/killed2
+"$IMGMIGRATE" pull "$FAKE_ADDR/x:t" --root "$ROOT2" --driver overlay2 > "$E2E_WORK/imgm.out" 2>&1 &
 ipid=$!
-sleep 0.6
-kill -KILL "$ipid"
+wait_for 30 bash -c '[ -n "$(ls -A "$1" 2>/dev/null)" ]' _ "$ROOT2/image/overlay2/layerdb/sha256"
+kill -KILL "$ipid" 2>/dev/null
 wait "$ipid" 2>/dev/null
-check "killed pull: nothing registered yet" nothing_registered "$ROOT" overlay2 "$FAKE_ADDR/x"
+n1=$(ls "$ROOT2/image/overlay2/layerdb/sha256" | wc -l)
+log "killed right after the first registration: $n1 layers registered"
+if [ "$n1" -ge 1 ] && [ "$n1" -lt 4 ]; then
+  check "killed between layers: no tag" \
+    bash -c '! grep -qs "\"$1/x:t\"" "$2"' _ "$FAKE_ADDR" "$ROOT2/image/overlay2/repositories.json"
+  check "killed between layers: the rerun reuses the registered layers" \
+    bash -c '"$1" pull "$2/x:t" --root "$3" --driver overlay2 | grep -q ": Already exists$"' \
+    _ "$IMGMIGRATE" "$FAKE_ADDR" "$ROOT2"
+else
+  fail "the kill did not land between two layers ($n1 registered)"
+fi
+fake_start "$IMG" slow || die "fake registry slow"
 if dockerd_start killed overlay2; then
-  check "killed pull: dockerd starts, no image" test -z "$(dk killed images -q)"
+  check "killed pulls: dockerd starts" dk killed info
   dockerd_stop killed
 else
   fail "dockerd does not start on the root of a killed pull"
