@@ -694,6 +694,7 @@ static int
 meta_done (struct gr_tarsplit *ts, gr_error_t *err)
 {
   uint64_t len = ts->meta.len;
+  gr_buf_reserve (&ts->meta, 0); /* an empty record still has a buffer */
   gr_buf_append (&ts->raw, ts->meta.data, ts->meta.len);
   switch (ts->meta_type)
     {
