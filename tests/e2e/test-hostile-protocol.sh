@@ -217,6 +217,30 @@ cmp -s "$HOME_DIR/diff/slowly/big" "$WORK/t2/big" && ok || fail "the slow ApplyD
 [ -e "$HOME_DIR/diff/slowly/one" ] && fail "a concurrent ApplyDiff wrote into slowly" || ok
 intact "ApplyDiff"
 
+# ------------------------------------------------------- hostile tars
+# Every breakout tar of tests/fuzz/make-seeds.py through the real server,
+# in a fresh layer each: refused or confined, never outside Home, and a
+# refused one leaves an empty layer.
+if python3 "$(dirname "$0")/../fuzz/make-seeds.py" "$WORK/seeds" 2>"$WORK/seeds.err"; then
+  # (names next to Home and in the work dir; the outside dir's content)
+  around () { ls -A "$WORK" "$WORK/root" "$HOME_DIR"; tree_sum "$WORK/outside"; }
+  HOME_BEFORE=$(around)
+  n=0
+  for t in "$WORK"/seeds/apply/*; do
+    n=$((n + 1))
+    expect 200 '{"Err":""}' /GraphDriver.Create -d "{\"ID\":\"tar$n\"}"
+    apply "tar$n" "$t"
+    if [ "$CODE" != 200 ]; then
+      [ -z "$(ls -A "$HOME_DIR/diff/tar$n")" ] && ok || fail "refused $(basename "$t") left files in the layer"
+    fi
+    raw /GraphDriver.Remove -d "{\"ID\":\"tar$n\"}" >/dev/null
+  done
+  [ "$(around)" = "$HOME_BEFORE" ] && ok || fail "hostile tars changed files outside the layers: $(diff <(echo "$HOME_BEFORE") <(around))"
+  intact "hostile tars"
+else
+  fail "make-seeds.py: $(cat "$WORK/seeds.err")"
+fi
+
 # ----------------------------------------------------- corrupt graph root
 expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"ghostkid","Parent":"keep"}'
 printf 'ghost\n' >"$HOME_DIR/layers/ghostkid"

@@ -7,12 +7,15 @@
 #include "config.h"
 
 #include "driver.h"
+#include "archive.h"
 #include "fsutil.h"
 #include "mount.h"
 #include "tarsplit.h"
 #include "unit.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 
 static int
@@ -48,10 +51,12 @@ make_outside (const char *name)
 
 /* A ustar header block at H: NAME, type TYPE, SIZE bytes of content.  */
 static void
-tar_header (char *h, const char *name, char type, size_t size)
+tar_header_link (char *h, const char *name, char type, size_t size, const char *link)
 {
   memset (h, 0, 512);
   snprintf (h, 100, "%s", name);
+  if (link)
+    snprintf (h + 157, 100, "%s", link);
   snprintf (h + 100, 8, "%07o", 0644);
   snprintf (h + 108, 8, "%07o", 0);
   snprintf (h + 116, 8, "%07o", 0);
@@ -64,6 +69,12 @@ tar_header (char *h, const char *name, char type, size_t size)
   for (int i = 0; i < 512; i++)
     sum += (unsigned char) h[i];
   snprintf (h + 148, 8, "%06o", sum);
+}
+
+static void
+tar_header (char *h, const char *name, char type, size_t size)
+{
+  tar_header_link (h, name, type, size, NULL);
 }
 
 /* A one-file tar (ustar) NAME with CONTENT, as a socketpair read end.  */
@@ -437,6 +448,83 @@ test_tarsplit_empty_longname (void)
   gr_tarsplit_free (ts);
 }
 
+/* The breakouts that aim at the host's own root (`/victim`, `../victim`
+   from the layer at /layer, a symlink to `/../..` then a write through
+   it), applied in a child chrooted into a jail dir, so that a write to
+   the real `/` would land in the jail where it is seen.  At 13:29 today
+   something wrote /victim ("owned", mtime 1600000000: a tar entry of
+   test-archive-apply) on this machine; test-archive-apply checks only its
+   sandbox, not `/`.  */
+static void
+test_apply_host_root (void)
+{
+  static const struct
+  {
+    const char *name;
+    char type;
+    const char *link;
+  } cases[][3] = {
+    { { "/victim", '0', NULL } },
+    { { "../victim", '0', NULL } },
+    { { "../../../../victim", '0', NULL } },
+    { { "up", '2', "/../../../.." }, { "up/victim", '0', NULL } },
+    { { "up", '2', "../../.." }, { "up/victim", '0', NULL } },
+    { { "d", '5', NULL }, { "d/../../victim", '0', NULL } },
+    { { "h", '1', "/victim" } },
+    { { "h", '1', "../victim" } },
+  };
+  cleanup_free char *jail = xasprintf ("%s/jail", unit_sandbox);
+  cleanup_free char *victim = xasprintf ("%s/victim", jail);
+  CU_ASSERT_FATAL (mkdir (jail, 0755) == 0);
+  for (size_t f = 0; f < 3; f++)
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+      {
+        char tar[8 * 512] = { 0 };
+        size_t off = 0;
+        for (size_t e = 0; e < 3 && cases[c][e].name; e++)
+          {
+            bool reg = cases[c][e].type == '0';
+            tar_header_link (tar + off, cases[c][e].name, cases[c][e].type, reg ? 5 : 0, cases[c][e].link);
+            off += 512;
+            if (reg)
+              {
+                memcpy (tar + off, "owned", 5);
+                off += 512;
+              }
+          }
+        pid_t pid = fork ();
+        CU_ASSERT_FATAL (pid >= 0);
+        if (pid == 0)
+          {
+            gr_error_t err = NULL;
+            struct gr_apply_opts opts = { .whiteouts = (enum gr_whiteout_format) f };
+            if (unshare (CLONE_NEWNS) < 0 || chroot (jail) < 0 || chdir ("/") < 0)
+              _exit (2);
+            if (mkdir ("/layer", 0755) < 0 && errno != EEXIST)
+              _exit (2);
+            int l = open ("/layer", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            int fds[2];
+            if (l < 0 || socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0
+                || write (fds[1], tar, sizeof tar) != (ssize_t) sizeof tar)
+              _exit (2);
+            close (fds[1]);
+            (void) gr_archive_apply (l, fds[0], &opts, &err);
+            gr_error_t e2 = NULL;
+            (void) gr_empty_dir_at (l, &e2);
+            _exit (0);
+          }
+        int status = 0;
+        CU_ASSERT (waitpid (pid, &status, 0) == pid && WIFEXITED (status) && WEXITSTATUS (status) == 0);
+        struct stat st;
+        if (lstat (victim, &st) == 0)
+          {
+            fprintf (stderr, "\nBREAKOUT to the host root: case %zu, format %zu\n", c, f);
+            CU_FAIL ("wrote /victim");
+            unlink (victim);
+          }
+      }
+}
+
 int
 main (void)
 {
@@ -458,6 +546,7 @@ main (void)
   CU_add_test (s, "busy layer during apply", test_busy);
   CU_add_test (s, "garbage whiteout-format", test_garbage_format);
   CU_add_test (s, "symlinked layers/diff/mnt/work", test_symlinked_kind);
+  CU_add_test (s, "apply: breakouts aimed at the host root (chrooted)", test_apply_host_root);
   CU_add_test (s, "tar-split: empty GNU long name (fuzz)", test_tarsplit_empty_longname);
   return unit_run ();
 }
