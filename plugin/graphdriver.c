@@ -3,9 +3,11 @@
 #include "config.h"
 
 #include "driver.h"
+#include "fsutil.h"
 #include "server.h"
 
 #include <assert.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -202,8 +204,9 @@ check_home (const char *home, gr_error_t *err)
   return 0;
 }
 
+/* Open the driver an Init request (or its saved copy) names.  */
 static int
-handle_init (struct srv_reply *reply, const struct srv_request *req, gr_error_t *err)
+init_driver (json_t *req, gr_error_t *err)
 {
   cleanup_free const char **opts = NULL;
   struct gr_driver_opts dopts = { 0 };
@@ -212,7 +215,7 @@ handle_init (struct srv_reply *reply, const struct srv_request *req, gr_error_t 
   size_t n_opts;
   bool same;
 
-  if (srv_json_get_string (&home, req->json, "Home", err) < 0)
+  if (srv_json_get_string (&home, req, "Home", err) < 0)
     return -1;
   if (gd_cfg->home_override)
     home = gd_cfg->home_override;
@@ -222,9 +225,9 @@ handle_init (struct srv_reply *reply, const struct srv_request *req, gr_error_t 
     return gr_make_error (err, EINVAL, "`Home` must be an absolute path, got `%s`", home);
   if (check_home (home, err) < 0)
     return -1;
-  if (get_string_array (req->json, "Opts", &opts, &n_opts, err) < 0)
+  if (get_string_array (req, "Opts", &opts, &n_opts, err) < 0)
     return -1;
-  if (check_id_maps (req->json, "UIDMaps", err) < 0 || check_id_maps (req->json, "GIDMaps", err) < 0)
+  if (check_id_maps (req, "UIDMaps", err) < 0 || check_id_maps (req, "GIDMaps", err) < 0)
     return -1;
 
   pthread_mutex_lock (&gd_init_lock);
@@ -235,7 +238,6 @@ handle_init (struct srv_reply *reply, const struct srv_request *req, gr_error_t 
     {
       pthread_mutex_unlock (&gd_init_lock);
       srv_log (SRV_LOG_DEBUG, "Init: driver already open at %s", home);
-      reply->json = ok_with (NULL, NULL);
       return 0;
     }
   dopts.mount_method = gd_cfg->mount_method;
@@ -249,7 +251,55 @@ handle_init (struct srv_reply *reply, const struct srv_request *req, gr_error_t 
   set_current (d);
   pthread_mutex_unlock (&gd_init_lock);
   srv_log (SRV_LOG_INFO, "opened the %s driver at %s", BACKEND_NAME, home);
+  return 0;
+}
+
+static int
+handle_init (struct srv_reply *reply, const struct srv_request *req, gr_error_t *err)
+{
+  if (init_driver (req->json, err) < 0)
+    return -1;
+  if (gd_cfg->init_state)
+    {
+      cleanup_free char *state = json_dumps (req->json, JSON_COMPACT);
+      if (state == NULL
+          || gr_write_file_atomic (AT_FDCWD, gd_cfg->init_state, state, strlen (state), 0600, err) < 0)
+        {
+          if (state == NULL)
+            gr_make_error (err, ENOMEM, "encode the Init request");
+          return gr_error_wrap (err, "keep the Init request in `%s`", gd_cfg->init_state);
+        }
+    }
   reply->json = ok_with (NULL, NULL);
+  return 0;
+}
+
+/* At start: replay the Init kept by an earlier run, if any.  */
+static int
+replay_init (gr_error_t *err)
+{
+  cleanup_free char *data = NULL;
+  json_error_t jerr;
+
+  if (gd_cfg->init_state == NULL)
+    return 0;
+  if (gr_read_file_at (&data, NULL, AT_FDCWD, gd_cfg->init_state, SRV_JSON_MAX, err) < 0)
+    {
+      if (gr_error_status (err) != ENOENT)
+        return gr_error_wrap (err, "init state");
+      gr_error_release (err);
+      return 0;
+    }
+  json_t *req = json_loads (data, 0, &jerr);
+  if (req == NULL || ! json_is_object (req))
+    {
+      json_decref (req);
+      return gr_make_error (err, EINVAL, "init state `%s`: not a JSON object", gd_cfg->init_state);
+    }
+  int r = init_driver (req, err);
+  json_decref (req);
+  if (r < 0)
+    return gr_error_wrap (err, "replay the Init kept in `%s`", gd_cfg->init_state);
   return 0;
 }
 
@@ -510,6 +560,12 @@ static int
 graphdriver_start (struct srv *srv, const struct plugin_config *cfg, gr_error_t *err)
 {
   gd_cfg = cfg;
+  if (replay_init (err) < 0)
+    {
+      /* dockerd's next Init can still open a driver: serve on.  */
+      srv_log (SRV_LOG_WARN, "%s", gr_error_msg (err));
+      gr_error_release (err);
+    }
   return srv_add_routes (srv, routes, sizeof (routes) / sizeof (routes[0]), err);
 }
 

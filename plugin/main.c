@@ -31,6 +31,8 @@ usage (FILE *out)
                 "                             environment: MOUNT_METHOD)\n"
                 "      --home-override DIR    keep the layers in DIR whatever Home\n"
                 "                             GraphDriver.Init asks for\n"
+                "      --init-state FILE      keep the last GraphDriver.Init in FILE and\n"
+                "                             replay it at start (environment: INIT_STATE)\n"
                 "  -h, --help                 show this help\n"
                 "  -V, --version              show the version\n"
                 "\n"
@@ -49,13 +51,15 @@ main (int argc, char **argv)
 {
   enum
   {
-    OPT_HOME_OVERRIDE = 256
+    OPT_HOME_OVERRIDE = 256,
+    OPT_INIT_STATE,
   };
   static const struct option long_opts[] = {
     { "socket", required_argument, NULL, 's' },
     { "log-level", required_argument, NULL, 'l' },
     { "mount-method", required_argument, NULL, 'm' },
     { "home-override", required_argument, NULL, OPT_HOME_OVERRIDE },
+    { "init-state", required_argument, NULL, OPT_INIT_STATE },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -63,6 +67,7 @@ main (int argc, char **argv)
   struct plugin_config cfg = {
     .socket_path = DEFAULT_SOCKET,
     .mount_method = env_nonempty ("MOUNT_METHOD"),
+    .init_state = env_nonempty ("INIT_STATE"),
   };
   const char *log_level = env_nonempty ("LOG_LEVEL");
   cleanup_error gr_error_t err = NULL;
@@ -86,6 +91,9 @@ main (int argc, char **argv)
         break;
       case OPT_HOME_OVERRIDE:
         cfg.home_override = optarg;
+        break;
+      case OPT_INIT_STATE:
+        cfg.init_state = optarg;
         break;
       case 'h':
         usage (stdout);
@@ -126,6 +134,11 @@ main (int argc, char **argv)
   if (cfg.home_override && cfg.home_override[0] != '/')
     {
       fprintf (stderr, "aufs-graphdriver: --home-override must be an absolute path\n");
+      return 2;
+    }
+  if (cfg.init_state && cfg.init_state[0] != '/')
+    {
+      fprintf (stderr, "aufs-graphdriver: --init-state must be an absolute path\n");
       return 2;
     }
 

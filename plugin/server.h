@@ -51,6 +51,10 @@ struct plugin_config
   const char *socket_path;
   const char *mount_method;  /* "auto", "aufs", "overlay" */
   const char *home_override; /* use this Home whatever GraphDriver.Init says; NULL */
+  /* Where the last GraphDriver.Init is kept, so a restarted plugin (docker
+     plugin disable/enable, a crash) serves again without dockerd sending
+     Init, which it only does at its own start; NULL: not kept.  */
+  const char *init_state;
 };
 
 /* ---- logging (stderr, "TIME LEVEL message") ---- */

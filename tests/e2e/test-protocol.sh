@@ -288,6 +288,32 @@ wait "$PID"
 PID=""
 [ -s "$LOG" ] && fail "LOG_LEVEL=error still logged: $(head -3 "$LOG")" || ok
 
+# --init-state: a restarted plugin (docker plugin disable/enable) serves the
+# Home of the last Init without a new one; no state file, no driver.
+STATE=$WORK/init-state.json
+start_plugin --init-state "$STATE"
+expect_err /GraphDriver.Exists -d '{"ID":"o1"}'
+expect 200 '{"Err":""}' /GraphDriver.Init -d "{\"Home\":\"$WORK/kept\",\"Opts\":null}"
+expect 200 '{"Err":""}' /GraphDriver.Create -d '{"ID":"k1"}'
+kill -TERM "$PID"
+wait "$PID"
+PID=""
+[ "$(stat -c %a "$STATE" 2>/dev/null)" = 600 ] && ok || fail "init state file: $(ls -l "$STATE" 2>&1)"
+INIT_STATE=$STATE start_plugin
+expect 200 '{"Err":"","Exists":true}' /GraphDriver.Exists -d '{"ID":"k1"}'
+kill -TERM "$PID"
+wait "$PID"
+PID=""
+# a damaged state file is logged and the plugin still serves (and Init works)
+echo '{"Home":' >"$STATE"
+start_plugin --init-state "$STATE"
+grep -q "init state" "$LOG" && ok || fail "a damaged init state was not reported"
+expect 200 '{"Err":""}' /GraphDriver.Init -d "{\"Home\":\"$WORK/kept\"}"
+expect 200 '{"Err":"","Exists":true}' /GraphDriver.Exists -d '{"ID":"k1"}'
+kill -TERM "$PID"
+wait "$PID"
+PID=""
+
 if [ "$FAILED" != 0 ]; then
   echo "test-protocol: FAILED ($CHECKS checks passed)" >&2
   exit 1
