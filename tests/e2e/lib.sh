@@ -426,9 +426,15 @@ layer_mounts ()
   mounts_below "$root" | grep -v -x -F -e "$root" -e "$home" -e "$root/plugins"
 }
 
+# assert_no_mounts DAEMON: none left (dockerd may release a removed
+# container's mount a moment after `docker rm` returns: wait up to 10 s).
 assert_no_mounts ()
 {
-  local m
+  local m i
+  for ((i = 0; i < 100; i++)); do
+    [ -z "$(layer_mounts "$1")" ] && return 0
+    sleep 0.1
+  done
   m=$(layer_mounts "$1")
   if [ -n "$m" ]; then
     fail "mounts left under the $1 data root: $m"
