@@ -6,6 +6,7 @@
 # ignoring Range), a redirect to another host (without leaking the
 # credentials there), and bearer-token auth.  A pull killed half-way leaves
 # a root dockerd starts on, and a rerun completes it.
+# e2e: alone (kills and cancellations timed against a slow registry)
 . "$(dirname "$0")/pull-lib.sh"
 
 pull_init pull-hostile

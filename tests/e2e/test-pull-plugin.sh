@@ -9,6 +9,7 @@
 # The test plugin has a per-run name (GR_PLUGIN_NAME): the root is pulled
 # with --driver "$GR_PLUGIN_NAME" --backend aufs (the default name
 # aufs-graphdriver is checked for its layout only).
+# e2e: alone (kills and cancellations timed against a slow registry)
 . "$(dirname "$0")/pull-lib.sh"
 
 pull_init pull-plugin
