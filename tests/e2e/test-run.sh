@@ -18,10 +18,14 @@ in_ctr ()
     dk "$d" run --rm --network none "$img"
     return
   fi
-  if [ -z "${CTR[$d.$img]:-}" ]; then
-    CTR[$d.$img]=$(dk "$d" run -d --network none "$img" sleep 3600) || return 1
-  fi
   dk "$d" exec "${CTR[$d.$img]}" "$@"
+}
+# ctr_start DAEMON IMAGE: the long-running container, started in the main
+# shell (in_ctr runs in command substitutions, whose assignments are lost).
+ctr_start ()
+{
+  [ -n "${CTR[$1.$2]:-}" ] && return 0
+  CTR[$1.$2]=$(dk "$1" run -d --network none "$2" sleep 3600)
 }
 
 # expect IMAGE WANT CMD...: output of CMD equals WANT, on both daemons.
@@ -30,6 +34,7 @@ expect ()
   local img=$1 want=$2 d got rc=0
   shift 2
   for d in ov pl; do
+    [ $# -eq 0 ] || ctr_start "$d" "$img" || return 1
     got=$(in_ctr "$d" "$img" "$@" 2>&1)
     if [ "$got" != "$want" ]; then
       log "$d: $img $*: got '$got', want '$want'"
@@ -44,6 +49,7 @@ same ()
 {
   local img=$1
   shift
+  ctr_start ov "$img" && ctr_start pl "$img" || return 1
   in_ctr ov "$img" "$@" > "$E2E_WORK/ov.out" 2>&1 || { log "ov: $img $* failed"; return 1; }
   in_ctr pl "$img" "$@" > "$E2E_WORK/pl.out" 2>&1 || { log "pl: $img $* failed"; cat "$E2E_WORK/pl.out" >&2; return 1; }
   [ -s "$E2E_WORK/ov.out" ] || return 1
