@@ -191,6 +191,9 @@ gr_graphroot_free (struct gr_graphroot *root)
     close (root->image_fd);
   if (root->root_fd >= 0)
     close (root->root_fd);
+  for (size_t i = 0; i < root->n_orphans; i++)
+    free (root->orphans[i]);
+  free (root->orphans);
   pthread_mutex_destroy (&root->lock);
   pthread_cond_destroy (&root->cond);
   free (root->root);

@@ -27,6 +27,11 @@ struct gr_graphroot
   pthread_mutex_t lock;
   pthread_cond_t cond;             /* signalled when a pending layer writer finishes */
   struct gr_layer_writer *pending; /* writers not yet committed (list) */
+  /* Backend layers of aborted writers whose removal was refused because a
+     child (another aborted writer's layer) still stood on them: retried
+     each time a writer is freed.  Under lock.  */
+  char **orphans;
+  size_t n_orphans;
 };
 
 /* Open (creating what is missing) the graph root ROOT_DIR for the storage

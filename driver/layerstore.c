@@ -547,6 +547,29 @@ gr_layer_writer_commit (struct gr_layer_writer *w, char **chain_id_out, gr_error
   return 0;
 }
 
+/* Remove the orphans that can go now (their children are gone), keeping
+   those that still can't.  */
+static void
+retry_orphans (struct gr_graphroot *root)
+{
+  struct gr_driver *d = root->driver;
+  pthread_mutex_lock (&root->lock);
+  size_t kept = 0;
+  for (size_t i = 0; i < root->n_orphans; i++)
+    {
+      gr_error_t e = NULL;
+      if (d->ops->remove (d, root->orphans[i], &e) < 0)
+        {
+          gr_error_release (&e);
+          root->orphans[kept++] = root->orphans[i];
+        }
+      else
+        free (root->orphans[i]);
+    }
+  root->n_orphans = kept;
+  pthread_mutex_unlock (&root->lock);
+}
+
 void
 gr_layer_writer_free (struct gr_layer_writer *w)
 {
@@ -560,7 +583,15 @@ gr_layer_writer_free (struct gr_layer_writer *w)
   /* Not registered (aborted, failed, or a duplicate): drop the backend
      layer, then the write set that names it.  */
   if (w->layer_created && d->ops->remove (d, w->cache_id, &e) < 0)
-    gr_error_release (&e);
+    {
+      /* A child layer of an aborted sibling writer still stands on it
+         (the backend refuses to break it): removed when that one goes.  */
+      gr_error_release (&e);
+      pthread_mutex_lock (&w->root->lock);
+      w->root->orphans = xrealloc (w->root->orphans, (w->root->n_orphans + 1) * sizeof (char *));
+      w->root->orphans[w->root->n_orphans++] = xstrdup (w->cache_id);
+      pthread_mutex_unlock (&w->root->lock);
+    }
   if (w->set_name)
     {
       cleanup_close int tmp = gr_open_dir_at (w->root->image_fd, "layerdb/tmp", NULL);
@@ -568,6 +599,7 @@ gr_layer_writer_free (struct gr_layer_writer *w)
         gr_error_release (&e);
     }
   pending_remove (w);
+  retry_orphans (w->root);
   gr_tarsplit_free (w->ts);
   gr_sha256_free (w->sha);
   if (w->ts_fd >= 0)

@@ -457,6 +457,14 @@ pull_layers (struct pull *p, gr_error_t *err)
   for (unsigned i = 0; i < started; i++)
     pthread_join (th[i], NULL);
   free (th);
+  if (p->first_err && p->opts->cancel && __atomic_load_n (p->opts->cancel, __ATOMIC_ACQUIRE)
+      && gr_error_status (&p->first_err) != ECANCELED)
+    {
+      /* The client went away: what failed after that is its consequence
+         (a child whose parent writer was aborted), not the cause.  */
+      gr_error_release (&p->first_err);
+      gr_make_error (&p->first_err, ECANCELED, "pull cancelled");
+    }
   if (p->first_err)
     {
       gr_error_release (err);

@@ -30,6 +30,8 @@ misbehaves according to MODE:
   no-head        HEAD on manifests answers 405 (GET works)
   slow           layer blobs trickle (64 KiB every 50 ms), for kill tests
   slow-last      only the last layer trickles (1 KiB every 100 ms)
+  crawl          layer blobs crawl (4 KiB every 100 ms): a pull outlasts a
+                 client that gives up after a second, whatever the image
 
 Every request is logged to LOG (default stderr) as "METHOD PATH STATUS".
 """
@@ -170,8 +172,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.send(307, b"", {"Location": "http://localhost:%d/v2/x/blobs/%s"
                                             % (PORT, d)})
             slow_last = MODE == "slow-last" and d == LAYER_DESCS[-1]["digest"]
-            if (MODE == "slow" and is_layer or slow_last) and self.command == "GET":
-                step, pause = (1024, 0.1) if slow_last else (65536, 0.05)
+            crawl = MODE == "crawl" and is_layer
+            if (MODE == "slow" and is_layer or slow_last or crawl) and self.command == "GET":
+                step, pause = (1024, 0.1) if slow_last else (4096, 0.1) if crawl else (65536, 0.05)
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -115,7 +115,7 @@ check "the image pulled through the plugin runs" \
   dk pl run --rm --network none "$REGISTRY_ADDR/e2e/deep:v1" /bin/busybox true
 
 # A client that goes away cancels its pull (slow registry, curl gives up).
-fake_start "$(make_image special)" slow || die "fake registry"
+fake_start "$(make_image special)" crawl || die "fake registry"
 CR=$E2E_WORK/cancelled
 curl -s --max-time 1 --unix-socket "$PLUGIN_SOCK" -X POST http://plugin.moby.localhost/Distribution.Pull \
   -d "{\"Reference\":\"$FAKE_ADDR/x:t\",\"Root\":\"$CR\",\"Driver\":\"aufs-graphdriver\"}" > /dev/null
