@@ -41,6 +41,7 @@
 
 #include "archive-internal.h"
 #include "archive.h"
+#include "fsutil.h"
 #include "whiteout.h"
 
 #include <archive.h>
@@ -72,15 +73,9 @@ gr_archive_free_names (char **names, size_t n)
 int
 gr_archive_read_names (char ***names, size_t *n, int dirfd, gr_error_t *err)
 {
-  int fd = openat (dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return gr_make_error (err, errno, "open directory");
-  cleanup_dir DIR *d = fdopendir (fd);
+  cleanup_dir DIR *d = gr_dir_open_at (dirfd, ".", err);
   if (d == NULL)
-    {
-      close (fd);
-      return gr_make_error (err, errno, "fdopendir");
-    }
+    return -1;
   char **v = NULL;
   size_t len = 0, cap = 0;
   for (;;)

@@ -229,15 +229,9 @@ convert_entry (int dfd, const char *name, const struct stat *st, enum gr_whiteou
 static int
 convert_dir (int dfd, enum gr_whiteout_format from, enum gr_whiteout_format to, gr_error_t *err)
 {
-  int fd = dup (dfd);
-  if (fd < 0)
-    return gr_make_error (err, errno, "dup");
-  cleanup_dir DIR *dir = fdopendir (fd);
+  cleanup_dir DIR *dir = gr_dir_open_fd (dfd, err);
   if (dir == NULL)
-    {
-      close (fd);
-      return gr_make_error (err, errno, "fdopendir");
-    }
+    return -1;
   if (from == GR_WHITEOUT_OVERLAY && gr_whiteout_is_overlay_opaque (dfd, ""))
     {
       if (gr_whiteout_make_opaque (dfd, to, err) < 0)
@@ -292,14 +286,9 @@ convert_root (struct gr_driver *d, enum gr_whiteout_format from, enum gr_whiteou
 static bool
 dir_has_entries (int dirfd, const char *name)
 {
-  cleanup_dir DIR *dir = NULL;
-  int fd = openat (dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0 || (dir = fdopendir (fd)) == NULL)
-    {
-      if (fd >= 0)
-        close (fd);
-      return false;
-    }
+  cleanup_dir DIR *dir = gr_dir_open_at (dirfd, name, NULL);
+  if (dir == NULL)
+    return false;
   for (struct dirent *de; (de = readdir (dir));)
     if (strcmp (de->d_name, ".") && strcmp (de->d_name, ".."))
       return true;
@@ -343,14 +332,9 @@ clean_removing (struct gr_driver *d, const char *kind, gr_error_t *err)
   cleanup_close int dfd = gr_open_dir_at (d->home_fd, kind, err);
   if (dfd < 0)
     return -1;
-  int fd = dup (dfd);
-  cleanup_dir DIR *dir = fd >= 0 ? fdopendir (fd) : NULL;
+  cleanup_dir DIR *dir = gr_dir_open_fd (dfd, err);
   if (dir == NULL)
-    {
-      if (fd >= 0)
-        close (fd);
-      return gr_make_error (err, errno, "open `%s`", kind);
-    }
+    return gr_error_wrap (err, "`%s`", kind);
   size_t sl = strlen (REMOVING_SUFFIX);
   for (struct dirent *de; (de = readdir (dir));)
     {
@@ -621,14 +605,9 @@ find_child (char **child, struct gr_driver *d, const char *id, gr_error_t *err)
   cleanup_close int dfd = gr_open_dir_at (d->home_fd, "layers", err);
   if (dfd < 0)
     return -1;
-  int fd = dup (dfd);
-  cleanup_dir DIR *dir = fd >= 0 ? fdopendir (fd) : NULL;
+  cleanup_dir DIR *dir = gr_dir_open_fd (dfd, err);
   if (dir == NULL)
-    {
-      if (fd >= 0)
-        close (fd);
-      return gr_make_error (err, errno, "read `%s/layers`: %s", d->home, strerror (errno));
-    }
+    return gr_error_wrap (err, "read `%s/layers`", d->home);
   for (struct dirent *de; (de = readdir (dir));)
     {
       cleanup_free char *data = NULL;
@@ -845,10 +824,7 @@ aufs_status (struct gr_driver *d)
 {
   struct aufs *a = priv (d);
   size_t dirs = 0;
-  int fd = gr_open_dir_at (d->home_fd, "layers", NULL);
-  cleanup_dir DIR *dir = fd >= 0 ? fdopendir (fd) : NULL;
-  if (dir == NULL && fd >= 0)
-    close (fd);
+  cleanup_dir DIR *dir = gr_dir_open_at (d->home_fd, "layers", NULL);
   for (struct dirent *de; dir && (de = readdir (dir));)
     if (de->d_name[0] != '.')
       dirs++;

@@ -143,15 +143,9 @@ copy_meta (int src_dir, int dst_dir, const char *name, const struct stat *st, gr
 static int
 copy_tree (struct copy_ctx *c, int src, int dst, const char *rel, gr_error_t *err)
 {
-  int fd = dup (src);
-  if (fd < 0)
-    return gr_make_error (err, errno, "dup");
-  cleanup_dir DIR *d = fdopendir (fd);
+  cleanup_dir DIR *d = gr_dir_open_fd (src, err);
   if (d == NULL)
-    {
-      close (fd);
-      return gr_make_error (err, errno, "fdopendir");
-    }
+    return -1;
   for (;;)
     {
       errno = 0;

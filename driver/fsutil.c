@@ -104,20 +104,48 @@ gr_mkdir_p_at (int dirfd, const char *path, mode_t mode, gr_error_t *err)
   return 0;
 }
 
+DIR *
+gr_dir_open_fd (int dirfd, gr_error_t *err)
+{
+  int fd = fcntl (dirfd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      gr_make_error (err, errno, "dup");
+      return NULL;
+    }
+  DIR *d = fdopendir (fd);
+  if (d == NULL)
+    {
+      gr_make_error (err, errno, "fdopendir");
+      close (fd);
+      return NULL;
+    }
+  /* the duplicate shares the file offset: start from the top */
+  rewinddir (d);
+  return d;
+}
+
+DIR *
+gr_dir_open_at (int dirfd, const char *path, gr_error_t *err)
+{
+  int fd = gr_open_dir_at (dirfd, path, err);
+  if (fd < 0)
+    return NULL;
+  DIR *d = fdopendir (fd);
+  if (d == NULL)
+    {
+      gr_make_error (err, errno, "open directory `%s`", path);
+      close (fd);
+    }
+  return d;
+}
+
 static int
 empty_dir (int dfd, dev_t dev, gr_error_t *err)
 {
-  cleanup_dir DIR *d = NULL;
-  int fd = dup (dfd);
-  if (fd < 0)
-    return gr_make_error (err, errno, "dup");
-  d = fdopendir (fd);
+  cleanup_dir DIR *d = gr_dir_open_fd (dfd, err);
   if (d == NULL)
-    {
-      close (fd);
-      return gr_make_error (err, errno, "fdopendir");
-    }
-  rewinddir (d);
+    return -1;
   for (;;)
     {
       errno = 0;
@@ -231,15 +259,9 @@ struct size_ino
 static int
 dir_size (int dfd, int64_t *total, struct size_ino **seen, size_t *nseen, gr_error_t *err)
 {
-  int fd = dup (dfd);
-  if (fd < 0)
-    return gr_make_error (err, errno, "dup");
-  cleanup_dir DIR *d = fdopendir (fd);
+  cleanup_dir DIR *d = gr_dir_open_fd (dfd, err);
   if (d == NULL)
-    {
-      close (fd);
-      return gr_make_error (err, errno, "fdopendir");
-    }
+    return -1;
   for (;;)
     {
       errno = 0;

@@ -25,6 +25,10 @@ int gr_empty_dir_at (int dirfd, gr_error_t *err);
 int gr_fsync_dir (int dirfd, gr_error_t *err);
 /* Open a directory below DIRFD without following any symlink.  */
 int gr_open_dir_at (int dirfd, const char *path, gr_error_t *err);
+/* A directory stream on a duplicate of DIRFD (which stays open), rewound.  */
+DIR *gr_dir_open_fd (int dirfd, gr_error_t *err);
+/* A directory stream on DIRFD/PATH, opened without following symlinks.  */
+DIR *gr_dir_open_at (int dirfd, const char *path, gr_error_t *err);
 /* openat2 with RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS: PATH is resolved as
    if ROOTFD were "/" (absolute symlinks stay inside).  Falls back to a
    userspace resolver when openat2 is missing.  */

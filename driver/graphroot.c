@@ -42,15 +42,9 @@ clean_leftovers (struct gr_graphroot *root, gr_error_t *err)
   cleanup_close int tmp = gr_open_dir_at (root->image_fd, "layerdb/tmp", err);
   if (tmp < 0)
     return -1;
-  int fd = dup (tmp);
-  if (fd < 0)
-    return gr_make_error (err, errno, "dup");
-  cleanup_dir DIR *d = fdopendir (fd);
+  cleanup_dir DIR *d = gr_dir_open_fd (tmp, err);
   if (d == NULL)
-    {
-      close (fd);
-      return gr_make_error (err, errno, "fdopendir");
-    }
+    return -1;
   for (struct dirent *de; (de = readdir (d));)
     {
       if (strncmp (de->d_name, "write-set-", 10) != 0)

@@ -93,15 +93,9 @@ gr_layerstore_find_by_diff_id (struct gr_graphroot *root, char **chain_id_out, c
   cleanup_close int dfd = gr_open_dir_at (root->image_fd, "layerdb/sha256", err);
   if (dfd < 0)
     return -1;
-  int fd = dup (dfd);
-  if (fd < 0)
-    return gr_make_error (err, errno, "dup");
-  cleanup_dir DIR *d = fdopendir (fd);
+  cleanup_dir DIR *d = gr_dir_open_fd (dfd, err);
   if (d == NULL)
-    {
-      close (fd);
-      return gr_make_error (err, errno, "fdopendir");
-    }
+    return -1;
   for (struct dirent *de; (de = readdir (d));)
     {
       if (!gr_hex64_valid (de->d_name))
