@@ -286,6 +286,16 @@ plugin_stop ()
   return 0
 }
 
+# plugin_kill: a crash: SIGKILL, no cleanup (its mounts and socket stay).
+plugin_kill ()
+{
+  local pid=$PLUGIN_PID
+  [ -n "$pid" ] || return 0
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  PLUGIN_PID=""
+}
+
 # start_subject [NAME]: the daemon under test (default name "pl"): the plugin
 # and a dockerd on it, or a built-in driver if GR_E2E_SUBJECT says so.
 GR_E2E_SUBJECT=${GR_E2E_SUBJECT:-plugin}
