@@ -340,9 +340,14 @@ free_port ()
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# registry_start [EXTRA-YAML]: a private docker-registry on 127.0.0.1 (a
+# fresh one: any earlier one is stopped). EXTRA-YAML goes after http.addr
+# (an auth section, or "  tls:" lines under http).
 registry_start ()
 {
   local dir=$E2E_WORK/registry port
+  registry_stop
+  rm -rf "$dir"
   mkdir -p "$dir/root"
   port=$(free_port)
   cat > "$dir/config.yml" <<EOF
@@ -356,11 +361,15 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:$port
+${1:-}
 EOF
-  docker-registry serve "$dir/config.yml" >> "$dir/registry.log" 2>&1 &
+  docker-registry serve "$dir/config.yml" >> "$E2E_WORK/registry.log" 2>&1 &
   REGISTRY_PID=$!
   REGISTRY_ADDR=127.0.0.1:$port
-  wait_for 20 curl -sf "http://$REGISTRY_ADDR/v2/" || { log "registry did not start"; return 1; }
+  # any answer (401 behind auth too) means it is up; with tls, over https
+  wait_for 20 curl -sk -o /dev/null "http://$REGISTRY_ADDR/v2/" \
+    || wait_for 5 curl -sk -o /dev/null "https://$REGISTRY_ADDR/v2/" \
+    || { log "registry did not start"; return 1; }
 }
 
 registry_stop ()

@@ -9,33 +9,6 @@ pull_init pull-auth
 TOKEN_PID=""
 trap 'rc=$?; [ -n "$TOKEN_PID" ] && kill "$TOKEN_PID" 2>/dev/null; (exit $rc); pull_exit' EXIT
 
-# registry_start_auth AUTH-YAML: registry_start with an auth section.
-registry_start_auth ()
-{
-  local dir=$E2E_WORK/registry port
-  registry_stop
-  rm -rf "$dir"
-  mkdir -p "$dir/root"
-  port=$(free_port)
-  cat > "$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $dir/root
-http:
-  addr: 127.0.0.1:$port
-$1
-EOF
-  docker-registry serve "$dir/config.yml" >> "$E2E_WORK/registry.log" 2>&1 &
-  REGISTRY_PID=$!
-  REGISTRY_ADDR=127.0.0.1:$port
-  wait_for 20 curl -sk -o /dev/null "http://$REGISTRY_ADDR/v2/" \
-    || wait_for 5 curl -sk -o /dev/null "https://$REGISTRY_ADDR/v2/" \
-    || { log "registry did not start"; return 1; }
-}
-
 pull_as ()
 {
   local root=$1 ref=$2
@@ -45,7 +18,7 @@ pull_as ()
 
 # ---- Basic (htpasswd)
 htpasswd -Bbn u p > "$E2E_WORK/htpasswd" || die "htpasswd"
-registry_start_auth "auth:
+registry_start "auth:
   htpasswd:
     realm: basic-realm
     path: $E2E_WORK/htpasswd" || die "registry (htpasswd)"
@@ -86,7 +59,7 @@ fi
 # 127.0.0.0/8 registries are "insecure": https is tried first, unverified.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$E2E_WORK/tls.key" -out "$E2E_WORK/tls.crt" \
   -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 > /dev/null 2>&1 || die "openssl tls"
-registry_start_auth "  tls:
+registry_start "  tls:
     certificate: $E2E_WORK/tls.crt
     key: $E2E_WORK/tls.key
 auth:
@@ -108,7 +81,7 @@ python3 "$E2E_DIR/pull-token-server.py" "$TPORT" "$E2E_WORK/tok.key" "$E2E_WORK/
   gr-issuer gr-registry "$E2E_WORK/token.log" 2>> "$E2E_WORK/token.err" &
 TOKEN_PID=$!
 wait_for 10 curl -s -o /dev/null "http://127.0.0.1:$TPORT/" || die "token server"
-registry_start_auth "auth:
+registry_start "auth:
   token:
     realm: http://127.0.0.1:$TPORT/token
     service: gr-registry
