@@ -3,27 +3,11 @@
 #include "driver.h"
 #include "fsutil.h"
 #include "mount.h"
+#include "aufs-sandbox.h"
 #include "unit.h"
 
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
-
-static int
-teardown (void)
-{
-  gr_unmount_below (unit_sandbox, NULL);
-  return unit_sandbox_teardown ();
-}
-
-static struct gr_driver *
-open_driver (const char *name)
-{
-  cleanup_free char *home = xasprintf ("%s/%s", unit_sandbox, name);
-  struct gr_driver *d = NULL;
-  struct gr_driver_opts opts = { .mount_method = "overlay" };
-  ASSERT_OK (gr_driver_open (&d, "aufs", home, &opts, err_));
-  return d;
-}
 
 static char *
 read_rel (struct gr_driver *d, const char *rel)
@@ -41,7 +25,7 @@ read_rel (struct gr_driver *d, const char *rel)
 static void
 test_layout (void)
 {
-  struct gr_driver *d = open_driver ("layout");
+  struct gr_driver *d = unit_open_aufs ("layout");
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
   ASSERT_OK (d->ops->create (d, "mid", "base", false, err_));
   ASSERT_OK (d->ops->create (d, "top", "mid", true, err_));
@@ -94,7 +78,7 @@ write_at (struct gr_driver *d, const char *rel, const char *content)
 static void
 test_get_put (void)
 {
-  struct gr_driver *d = open_driver ("getput");
+  struct gr_driver *d = unit_open_aufs ("getput");
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
   write_at (d, "diff/base/hello", "base");
   ASSERT_OK (d->ops->create (d, "rw", "base", true, err_));
@@ -151,7 +135,7 @@ test_get_put (void)
 static void
 test_deep_chain (void)
 {
-  struct gr_driver *d = open_driver ("deep");
+  struct gr_driver *d = unit_open_aufs ("deep");
   char id[80], parent[80] = "";
   /* 125 image layers + init + rw */
   for (int i = 0; i < 127; i++)
@@ -182,7 +166,7 @@ test_deep_chain (void)
 static void
 test_crash_recovery (void)
 {
-  struct gr_driver *d = open_driver ("crash");
+  struct gr_driver *d = unit_open_aufs ("crash");
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
   ASSERT_OK (d->ops->create (d, "rw", "base", true, err_));
   cleanup_free char *path = NULL;
@@ -192,7 +176,7 @@ test_crash_recovery (void)
   /* "crash": drop the driver without unmounting */
   gr_driver_free (d);
   CU_ASSERT (gr_mount_is_mountpoint (path));
-  d = open_driver ("crash");
+  d = unit_open_aufs ("crash");
   CU_ASSERT (! gr_mount_is_mountpoint (path));
   struct stat st;
   CU_ASSERT_EQUAL (fstatat (d->home_fd, "diff/dead-removing", &st, 0), -1);
@@ -224,7 +208,7 @@ test_convert_aufs_root (void)
   ASSERT_OK (gr_write_file_atomic (sfd, "legacy/diff/top/etc/keep/.wh..wh..opq", "", 0, 0444, err_));
   ASSERT_OK (gr_write_file_atomic (sfd, "legacy/diff/top/etc/keep/new", "n", 1, 0644, err_));
 
-  struct gr_driver *d = open_driver ("legacy");
+  struct gr_driver *d = unit_open_aufs ("legacy");
   struct stat st;
   CU_ASSERT_EQUAL (fstatat (d->home_fd, "diff/top/etc/gone", &st, AT_SYMLINK_NOFOLLOW), 0);
   CU_ASSERT (S_ISCHR (st.st_mode) && st.st_rdev == makedev (0, 0));
@@ -262,7 +246,7 @@ main (void)
     }
   if (CU_initialize_registry () != CUE_SUCCESS)
     return 1;
-  CU_pSuite s = CU_add_suite ("aufs backend", unit_sandbox_setup, teardown);
+  CU_pSuite s = CU_add_suite ("aufs backend", unit_sandbox_setup, unit_aufs_teardown);
   CU_add_test (s, "layout and id checks", test_layout);
   CU_add_test (s, "get/put refcounts and mounts", test_get_put);
   CU_add_test (s, "127-deep chain mounts", test_deep_chain);

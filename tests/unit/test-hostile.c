@@ -11,29 +11,13 @@
 #include "fsutil.h"
 #include "mount.h"
 #include "tarsplit.h"
+#include "aufs-sandbox.h"
 #include "unit.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
-
-static int
-teardown (void)
-{
-  gr_unmount_below (unit_sandbox, NULL);
-  return unit_sandbox_teardown ();
-}
-
-static struct gr_driver *
-open_driver (const char *name)
-{
-  cleanup_free char *home = xasprintf ("%s/%s", unit_sandbox, name);
-  struct gr_driver *d = NULL;
-  struct gr_driver_opts opts = { .mount_method = "overlay" };
-  ASSERT_OK (gr_driver_open (&d, "aufs", home, &opts, err_));
-  return d;
-}
 
 /* An "outside" dir next to the driver's Home with one file.  */
 static char *
@@ -142,7 +126,7 @@ file_is (struct gr_driver *d, const char *rel, const char *content)
 static void
 test_symlinked_diff (void)
 {
-  struct gr_driver *d = open_driver ("symdiff");
+  struct gr_driver *d = unit_open_aufs ("symdiff");
   cleanup_free char *outside = make_outside ("symdiff-outside");
   cleanup_free char *path = NULL;
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
@@ -174,7 +158,7 @@ test_symlinked_diff (void)
 static void
 test_symlinked_mnt (void)
 {
-  struct gr_driver *d = open_driver ("symmnt");
+  struct gr_driver *d = unit_open_aufs ("symmnt");
   cleanup_free char *outside = make_outside ("symmnt-outside");
   cleanup_free char *path = NULL;
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
@@ -193,7 +177,7 @@ test_symlinked_mnt (void)
 static void
 test_corrupt_chain (void)
 {
-  struct gr_driver *d = open_driver ("chain");
+  struct gr_driver *d = unit_open_aufs ("chain");
   cleanup_free char *path = NULL;
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
   ASSERT_OK (d->ops->create (d, "ghostkid", "base", false, err_));
@@ -211,7 +195,7 @@ test_corrupt_chain (void)
 static void
 test_remove_parent (void)
 {
-  struct gr_driver *d = open_driver ("parent");
+  struct gr_driver *d = unit_open_aufs ("parent");
   cleanup_free char *path = NULL;
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
   ASSERT_OK (apply_one (d, "base", NULL, "f", "base file", err_));
@@ -261,7 +245,7 @@ race_remove (void *arg)
 static void
 test_remove_parent_race (void)
 {
-  struct gr_driver *d = open_driver ("race");
+  struct gr_driver *d = unit_open_aufs ("race");
   for (int round = 0; round < 20; round++)
     {
       pthread_t t[9];
@@ -299,7 +283,7 @@ test_remove_parent_race (void)
 static void
 test_apply_twice (void)
 {
-  struct gr_driver *d = open_driver ("twice");
+  struct gr_driver *d = unit_open_aufs ("twice");
   cleanup_free char *path = NULL;
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
   ASSERT_OK (apply_one (d, "base", NULL, "f", "first", err_));
@@ -353,7 +337,7 @@ slow_apply_main (void *arg)
 static void
 test_busy (void)
 {
-  struct gr_driver *d = open_driver ("busy");
+  struct gr_driver *d = unit_open_aufs ("busy");
   cleanup_free char *path = NULL;
   ASSERT_OK (d->ops->create (d, "busy", NULL, false, err_));
   int fds[2];
@@ -387,7 +371,7 @@ test_busy (void)
 static void
 test_garbage_format (void)
 {
-  struct gr_driver *d = open_driver ("garbage");
+  struct gr_driver *d = unit_open_aufs ("garbage");
   ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
   ASSERT_OK (gr_write_file_atomic (d->home_fd, "whiteout-format", "\xff\x01zz", 4, 0600, err_));
   cleanup_free char *home = xstrdup (d->home);
@@ -536,7 +520,7 @@ main (void)
     }
   if (CU_initialize_registry () != CUE_SUCCESS)
     return 1;
-  CU_pSuite s = CU_add_suite ("hostile", unit_sandbox_setup, teardown);
+  CU_pSuite s = CU_add_suite ("hostile", unit_sandbox_setup, unit_aufs_teardown);
   CU_add_test (s, "symlinked diff dirs", test_symlinked_diff);
   CU_add_test (s, "symlinked mnt dir", test_symlinked_mnt);
   CU_add_test (s, "corrupt parent chains", test_corrupt_chain);
