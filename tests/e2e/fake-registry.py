@@ -29,7 +29,9 @@ misbehaves according to MODE:
                  the challenge only comes on the repository's endpoints
   no-head        HEAD on manifests answers 405 (GET works)
   slow           layer blobs trickle (64 KiB every 50 ms), for kill tests
-  slow-last      only the last layer trickles (1 KiB every 100 ms)
+  slow-last      the first GET of the last layer sends all but its last byte and then
+                 holds the connection for 120 s (later GETs are served at once), so a
+                 client is reliably caught between two layers
   crawl          layer blobs crawl (4 KiB every 100 ms): a pull outlasts a
                  client that gives up after a second, whatever the image
 
@@ -171,10 +173,24 @@ class H(http.server.BaseHTTPRequestHandler):
             if MODE == "redirect-host" and is_layer and not host.startswith("localhost"):
                 return self.send(307, b"", {"Location": "http://localhost:%d/v2/x/blobs/%s"
                                             % (PORT, d)})
-            slow_last = MODE == "slow-last" and d == LAYER_DESCS[-1]["digest"]
+            if (MODE == "slow-last" and d == LAYER_DESCS[-1]["digest"] and self.command == "GET"
+                    and self.count("slow-last") == 1):
+                import time
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.log(200, " held")
+                try:
+                    self.wfile.write(body[:-1])
+                    self.wfile.flush()
+                    time.sleep(120)
+                    self.wfile.write(body[-1:])
+                except OSError:
+                    pass
+                return
             crawl = MODE == "crawl" and is_layer
-            if (MODE == "slow" and is_layer or slow_last or crawl) and self.command == "GET":
-                step, pause = (1024, 0.1) if slow_last else (4096, 0.1) if crawl else (65536, 0.05)
+            if (MODE == "slow" and is_layer or crawl) and self.command == "GET":
+                step, pause = (4096, 0.1) if crawl else (65536, 0.05)
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
