@@ -223,6 +223,27 @@ test_crc_integrity (void)
   CU_ASSERT_EQUAL (gr_crc64_iso_update (0, "123456789", 9), 0xB90956C775A41001ULL);
   CU_ASSERT_EQUAL (gr_crc64_iso_update (gr_crc64_iso_update (0, "1234", 4), "56789", 5),
                    0xB90956C775A41001ULL);
+  /* the 8-byte path against a bit-at-a-time reference, every length and
+     alignment around the 8-byte steps, split anywhere */
+  unsigned char data[300];
+  for (size_t i = 0; i < sizeof (data); i++)
+    data[i] = (unsigned char)(i * 131 + 7);
+  for (size_t off = 0; off < 8; off++)
+    for (size_t len = 0; len + off <= sizeof (data); len += 7)
+      {
+        uint64_t ref = ~0ULL;
+        for (size_t i = 0; i < len; i++)
+          {
+            ref ^= data[off + i];
+            for (int b = 0; b < 8; b++)
+              ref = (ref & 1) ? (ref >> 1) ^ 0xD800000000000000ULL : ref >> 1;
+          }
+        ref = ~ref;
+        CU_ASSERT_EQUAL (gr_crc64_iso_update (0, data + off, len), ref);
+        size_t cut = len / 3;
+        uint64_t head = gr_crc64_iso_update (0, data + off, cut);
+        CU_ASSERT_EQUAL (gr_crc64_iso_update (head, data + off + cut, len - cut), ref);
+      }
   /* a changed file is caught when reassembling */
   ASSERT_OK (disassemble ("ustar.tar", "u.json.gz", 512, err_));
   CU_ASSERT_EQUAL_FATAL (sh ("cd %s && rm -rf u && mkdir u && tar -C u -xf ustar.tar && "
