@@ -12,6 +12,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#define STAGE_CHUNK (256 * 1024)
+#define STAGE_PIPE_SIZE (1024 * 1024)
+
 /* ---------- chain IDs and lookups ---------- */
 
 int
@@ -141,14 +144,24 @@ struct gr_layer_writer
   int ts_fd;
   struct gr_tarsplit *ts;
   struct gr_sha256 *sha;
-  uint64_t bytes;
 
+  /* Two stages behind gr_layer_writer_write, each a thread fed by a pipe,
+     so that the caller (decompressing), the hashing and tar-split, and the
+     extraction run on different CPUs:
+       write() -> split_w | split thread: diffID, tar-split -> pipe_w | apply thread */
+  int split_w;
+  int split_r;
+  pthread_t split_thread;
+  bool split_running;
   int pipe_w;
   int pipe_r;
   pthread_t thread;
   bool thread_running;
-  /* Results of the extraction thread.  */
+  /* Results of the two threads.  */
   pthread_mutex_t mu;
+  bool split_done;
+  int split_status;
+  gr_error_t split_err;
   bool apply_done;
   int apply_status;
   gr_error_t apply_err;
@@ -179,6 +192,20 @@ pending_remove (struct gr_layer_writer *w)
   pthread_mutex_unlock (&root->lock);
 }
 
+/* Read FD to its end, dropping the data (a failed stage keeps the one
+   before it from blocking).  */
+static void
+drain (int fd)
+{
+  char buf[65536];
+  for (;;)
+    {
+      ssize_t n = read (fd, buf, sizeof (buf));
+      if (n == 0 || (n < 0 && errno != EINTR))
+        break;
+    }
+}
+
 static void *
 apply_thread (void *arg)
 {
@@ -195,16 +222,72 @@ apply_thread (void *arg)
   w->apply_done = true;
   pthread_mutex_unlock (&w->mu);
   /* Keep the writer from blocking (or dying of SIGPIPE): drain to EOF.  */
-  char buf[65536];
-  for (;;)
-    {
-      ssize_t n = read (w->pipe_r, buf, sizeof (buf));
-      if (n == 0 || (n < 0 && errno != EINTR))
-        break;
-    }
+  drain (w->pipe_r);
   close (w->pipe_r);
   w->pipe_r = -1;
   return NULL;
+}
+
+static void *
+split_thread (void *arg)
+{
+  struct gr_layer_writer *w = arg;
+  cleanup_free char *buf = xmalloc (STAGE_CHUNK);
+  gr_error_t e = NULL;
+  int r = 0;
+  for (;;)
+    {
+      ssize_t n = read (w->split_r, buf, STAGE_CHUNK);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          r = gr_make_error (&e, errno, "layer %s: read", w->diff_id);
+          break;
+        }
+      if (n == 0)
+        break;
+      /* The extraction first, so that it works while this one hashes (a
+         layer that fails here is dropped whole).  */
+      if (gr_write_all (w->pipe_w, buf, (size_t)n, &e) < 0)
+        {
+          r = gr_error_wrap (&e, "layer %s: feed extraction", w->diff_id);
+          break;
+        }
+      gr_sha256_update (w->sha, buf, (size_t)n);
+      if (gr_tarsplit_feed (w->ts, buf, (size_t)n, &e) < 0)
+        {
+          r = gr_error_wrap (&e, "layer %s", w->diff_id);
+          break;
+        }
+    }
+  /* The extraction ends with the input (or sees it cut short).  */
+  close (w->pipe_w);
+  w->pipe_w = -1;
+  pthread_mutex_lock (&w->mu);
+  w->split_status = r;
+  w->split_err = e;
+  w->split_done = true;
+  pthread_mutex_unlock (&w->mu);
+  if (r < 0)
+    drain (w->split_r);
+  close (w->split_r);
+  w->split_r = -1;
+  return NULL;
+}
+
+/* A pipe for one stage, made large enough (1 MiB where allowed) that the
+   stages don't wait on each other at every 64 KiB.  */
+static int
+stage_pipe (int *rd, int *wr, gr_error_t *err)
+{
+  int p[2];
+  if (pipe2 (p, O_CLOEXEC) < 0)
+    return gr_make_error (err, errno, "pipe");
+  (void)fcntl (p[1], F_SETPIPE_SZ, STAGE_PIPE_SIZE);
+  *rd = p[0];
+  *wr = p[1];
+  return 0;
 }
 
 /* Create the write set dir layerdb/tmp/write-set-XXXXXXXX.  */
@@ -287,7 +370,7 @@ gr_layer_writer_new (struct gr_layer_writer **out, struct gr_graphroot *root, co
 {
   struct gr_layer_writer *w = xzalloc (sizeof (*w));
   w->root = root;
-  w->set_fd = w->ts_fd = w->pipe_r = w->pipe_w = -1;
+  w->set_fd = w->ts_fd = w->pipe_r = w->pipe_w = w->split_r = w->split_w = -1;
   w->state = W_WRITING;
   pthread_mutex_init (&w->mu, NULL);
   if (gr_layer_chain_id (w->chain_id, parent_chain_id, diff_id, err) < 0)
@@ -331,14 +414,8 @@ gr_layer_writer_new (struct gr_layer_writer **out, struct gr_graphroot *root, co
     goto fail;
   w->sha = gr_sha256_new ();
 
-  int p[2];
-  if (pipe2 (p, O_CLOEXEC) < 0)
-    {
-      gr_make_error (err, errno, "pipe");
-      goto fail;
-    }
-  w->pipe_r = p[0];
-  w->pipe_w = p[1];
+  if (stage_pipe (&w->pipe_r, &w->pipe_w, err) < 0 || stage_pipe (&w->split_r, &w->split_w, err) < 0)
+    goto fail;
   int e = pthread_create (&w->thread, NULL, apply_thread, w);
   if (e != 0)
     {
@@ -346,6 +423,13 @@ gr_layer_writer_new (struct gr_layer_writer **out, struct gr_graphroot *root, co
       goto fail;
     }
   w->thread_running = true;
+  e = pthread_create (&w->split_thread, NULL, split_thread, w);
+  if (e != 0)
+    {
+      gr_make_error (err, e, "pthread_create");
+      goto fail;
+    }
+  w->split_running = true;
 
   pthread_mutex_lock (&root->lock);
   w->next = root->pending;
@@ -370,17 +454,18 @@ gr_layer_writer_chain_id (const struct gr_layer_writer *w)
   return w->chain_id;
 }
 
-/* The extraction's error, if it has failed already (or FINAL: has ended).  */
+/* The error of a stage that has failed already: the split stage's (a tar
+   that is not one) first, else the extraction's.  */
 static int
-apply_error (struct gr_layer_writer *w, gr_error_t *err)
+stage_error (struct gr_layer_writer *w, gr_error_t *err)
 {
   int r = 0;
   pthread_mutex_lock (&w->mu);
-  if (w->apply_done && w->apply_status < 0)
-    {
-      r = gr_make_error (err, gr_error_status (&w->apply_err), "extract layer %s: %s", w->diff_id,
-                         gr_error_msg (&w->apply_err));
-    }
+  if (w->split_done && w->split_status < 0)
+    r = gr_make_error (err, gr_error_status (&w->split_err), "%s", gr_error_msg (&w->split_err));
+  else if (w->apply_done && w->apply_status < 0)
+    r = gr_make_error (err, gr_error_status (&w->apply_err), "extract layer %s: %s", w->diff_id,
+                       gr_error_msg (&w->apply_err));
   pthread_mutex_unlock (&w->mu);
   return r;
 }
@@ -390,31 +475,37 @@ gr_layer_writer_write (struct gr_layer_writer *w, const void *buf, size_t len, g
 {
   if (w->state != W_WRITING)
     return gr_make_error (err, EINVAL, "layer %s: writer is not open", w->diff_id);
-  gr_sha256_update (w->sha, buf, len);
-  w->bytes += len;
-  if (gr_tarsplit_feed (w->ts, buf, len, err) < 0)
-    {
-      w->state = W_FAILED;
-      return gr_error_wrap (err, "layer %s", w->diff_id);
-    }
-  if (apply_error (w, err) < 0)
+  if (stage_error (w, err) < 0)
     {
       w->state = W_FAILED;
       return -1;
     }
-  if (gr_write_all (w->pipe_w, buf, len, err) < 0)
+  if (gr_write_all (w->split_w, buf, len, err) < 0)
     {
       w->state = W_FAILED;
-      return gr_error_wrap (err, "layer %s: feed extraction", w->diff_id);
+      return gr_error_wrap (err, "layer %s: feed tar-split", w->diff_id);
     }
   return 0;
 }
 
+/* End the input and wait for both stages (the split stage ends the
+   extraction's input).  */
 static void
 join_thread (struct gr_layer_writer *w)
 {
-  if (w->pipe_w >= 0)
+  if (w->split_w >= 0)
     {
+      close (w->split_w);
+      w->split_w = -1;
+    }
+  if (w->split_running)
+    {
+      pthread_join (w->split_thread, NULL);
+      w->split_running = false;
+    }
+  else if (w->pipe_w >= 0)
+    {
+      /* The split stage never started: end the extraction's input here.  */
       close (w->pipe_w);
       w->pipe_w = -1;
     }
@@ -469,14 +560,11 @@ gr_layer_writer_commit (struct gr_layer_writer *w, char **chain_id_out, gr_error
   if (w->state != W_WRITING)
     return gr_make_error (err, EINVAL, "layer %s: writer is not open", w->diff_id);
   w->state = W_FAILED; /* until it succeeds */
-  if (gr_tarsplit_finish (w->ts, err) < 0)
-    {
-      join_thread (w);
-      return gr_error_wrap (err, "layer %s", w->diff_id);
-    }
   join_thread (w);
-  if (apply_error (w, err) < 0)
+  if (stage_error (w, err) < 0)
     return -1;
+  if (gr_tarsplit_finish (w->ts, err) < 0)
+    return gr_error_wrap (err, "layer %s", w->diff_id);
   gr_sha256_final (w->sha, hex);
   w->sha = NULL;
   if (strcmp (w->diff_id + 7, hex) != 0)
@@ -572,6 +660,8 @@ gr_layer_writer_free (struct gr_layer_writer *w)
   join_thread (w);
   if (w->pipe_r >= 0)
     close (w->pipe_r);
+  if (w->split_r >= 0)
+    close (w->split_r);
   struct gr_driver *d = w->root->driver;
   gr_error_t e = NULL;
   /* Not registered (aborted, failed, or a duplicate): drop the backend
@@ -601,6 +691,7 @@ gr_layer_writer_free (struct gr_layer_writer *w)
   if (w->set_fd >= 0)
     close (w->set_fd);
   gr_error_release (&w->apply_err);
+  gr_error_release (&w->split_err);
   pthread_mutex_destroy (&w->mu);
   free (w->set_name);
   free (w);

@@ -356,6 +356,40 @@ test_interrupted (void)
   gr_graphroot_free (root);
 }
 
+/* A stream that is not a tar, longer than the pipes between the writer's
+   stages: the caller gets the error (no hang on a full pipe), nothing is
+   registered, nothing is left behind.  */
+static void
+test_not_a_tar (void)
+{
+  cleanup_free char *dir = xasprintf ("%s/garbage", sandbox);
+  struct gr_graphroot *root = NULL;
+  ASSERT_OK (gr_graphroot_open (&root, dir, "overlay2", err_));
+  const char *diff = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+  for (int at_commit = 0; at_commit < 2; at_commit++)
+    {
+      struct gr_layer_writer *w = NULL;
+      ASSERT_OK (gr_layer_writer_new (&w, root, NULL, diff, err_));
+      static char junk[65536];
+      memset (junk, 'j', sizeof (junk));
+      gr_error_t err = NULL;
+      int r = 0;
+      /* 64 MiB at most; the failure must reach the writer long before */
+      for (int i = 0; i < (at_commit ? 1 : 1024) && r == 0; i++)
+        r = gr_layer_writer_write (w, junk, sizeof (junk), &err);
+      if (r == 0)
+        r = gr_layer_writer_commit (w, NULL, &err);
+      CU_ASSERT (r < 0);
+      CU_ASSERT (err && strstr (err->msg, "tar") != NULL);
+      gr_error_release (&err);
+      gr_layer_writer_free (w);
+    }
+  CU_ASSERT_EQUAL (count_entries (root->root_fd, "image/overlay2/layerdb/tmp"), 0);
+  CU_ASSERT_EQUAL (count_entries (root->root_fd, "image/overlay2/layerdb/sha256"), 0);
+  CU_ASSERT_EQUAL (count_entries (root->root_fd, "overlay2"), 1); /* l/ */
+  gr_graphroot_free (root);
+}
+
 static void
 test_vfs (void)
 {
@@ -613,6 +647,7 @@ main (void)
   CU_add_test (s, "overlay2 layers", test_overlay2);
   CU_add_test (s, "pending parents", test_pending_parent);
   CU_add_test (s, "interrupted writer", test_interrupted);
+  CU_add_test (s, "a stream that is not a tar", test_not_a_tar);
   CU_add_test (s, "vfs layers", test_vfs);
   CU_add_test (s, "reference names", test_names);
   CU_add_test (s, "image, reference, distribution stores", test_stores);
