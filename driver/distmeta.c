@@ -56,6 +56,8 @@ gr_distmeta_add (struct gr_graphroot *root, const char *blob_digest, const char 
                           diff_id ? diff_id : "");
   if (source_repo == NULL || source_repo[0] == '\0')
     return gr_make_error (err, EINVAL, "no source repository");
+  if (gr_graphroot_check_writable (root, err) < 0)
+    return -1;
 
   gr_graphroot_lock (root);
   json_t *old = NULL;

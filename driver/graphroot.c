@@ -172,6 +172,57 @@ fail:
   return -1;
 }
 
+int
+gr_graphroot_open_readonly (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
+                            gr_error_t *err)
+{
+  if (driver_name == NULL || gr_id_validate (driver_name, NULL) < 0 || strchr (driver_name, '/'))
+    return gr_make_error (err, EINVAL, "invalid storage driver name `%s`", driver_name ? driver_name : "");
+  if (root_dir == NULL || root_dir[0] != '/')
+    return gr_make_error (err, EINVAL, "graph root `%s` is not an absolute path", root_dir ? root_dir : "");
+  char resolved[PATH_MAX];
+  if (realpath (root_dir, resolved) == NULL)
+    return gr_make_error (err, errno, "graph root `%s`", root_dir);
+
+  struct gr_graphroot *r = xzalloc (sizeof (*r));
+  r->root = xstrdup (resolved);
+  r->driver_name = xstrdup (driver_name);
+  r->readonly = true;
+  r->root_fd = r->image_fd = r->lock_fd = -1;
+  pthread_mutex_init (&r->lock, NULL);
+  pthread_cond_init (&r->cond, NULL);
+  cleanup_free char *image_rel = xasprintf ("image/%s", driver_name);
+  r->root_fd = open (r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  r->lock_fd = open (r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (r->root_fd < 0 || r->lock_fd < 0)
+    {
+      gr_make_error (err, errno, "open graph root");
+      goto fail;
+    }
+  r->image_fd = openat (r->root_fd, image_rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (r->image_fd < 0)
+    {
+      gr_make_error (err, errno, "no image store `%s`", image_rel);
+      goto fail;
+    }
+  *out = r;
+  return 0;
+
+fail:
+  gr_error_wrap (err, "graph root `%s` (%s)", resolved, driver_name);
+  gr_graphroot_free (r);
+  return -1;
+}
+
+int
+gr_graphroot_check_writable (struct gr_graphroot *root, gr_error_t *err)
+{
+  if (root->readonly)
+    return gr_make_error (err, EROFS, "graph root `%s` (%s) was opened read-only", root->root,
+                          root->driver_name);
+  return 0;
+}
+
 void
 gr_graphroot_free (struct gr_graphroot *root)
 {

@@ -32,6 +32,7 @@ struct gr_graphroot
      each time a writer is freed.  Under lock.  */
   char **orphans;
   size_t n_orphans;
+  bool readonly; /* gr_graphroot_open_readonly: no driver, no writes */
 };
 
 /* Open (creating what is missing) the graph root ROOT_DIR for the storage
@@ -58,6 +59,15 @@ int gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const ch
    <root>/plugins/<plugin id>/propagated-mount/<driver_name>.  */
 int gr_graphroot_open_with (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
                             const char *backend, const char *home, gr_error_t *err);
+/* Open an existing graph root only to read its image-side stores (images,
+   references, layers' metadata; root->driver is NULL): creates nothing,
+   cleans nothing up, takes no lifetime lock, so it is safe beside a running
+   dockerd, whose writes are all atomic renames.  The writing functions
+   refuse such a root (EROFS).  */
+int gr_graphroot_open_readonly (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
+                                gr_error_t *err);
+/* Fail with EROFS if ROOT was opened read-only.  */
+int gr_graphroot_check_writable (struct gr_graphroot *root, gr_error_t *err);
 /* NULL-safe.  Every layer writer of ROOT must have been freed.  */
 void gr_graphroot_free (struct gr_graphroot *root);
 

@@ -77,6 +77,8 @@ gr_imagestore_put (struct gr_graphroot *root, char id_out[GR_DIGEST_LEN + 1], co
 {
   char hex[GR_SHA256_HEX_LEN + 1];
   char top[GR_DIGEST_LEN + 1];
+  if (gr_graphroot_check_writable (root, err) < 0)
+    return -1;
   gr_sha256_hex (config, len, hex);
   if (gr_imagestore_top_layer (top, config, len, err) < 0)
     return gr_error_wrap (err, "image sha256:%s", hex);
@@ -134,6 +136,8 @@ gr_imagestore_set_last_updated (struct gr_graphroot *root, const char *image_id,
   const char *hex = image_hex (image_id);
   if (hex == NULL)
     return gr_make_error (err, EINVAL, "invalid image ID `%s`", image_id ? image_id : "");
+  if (gr_graphroot_check_writable (root, err) < 0)
+    return -1;
   struct timespec ts;
   clock_gettime (CLOCK_REALTIME, &ts);
   struct tm tm;

@@ -368,6 +368,8 @@ int
 gr_layer_writer_new (struct gr_layer_writer **out, struct gr_graphroot *root, const char *parent_chain_id,
                      const char *diff_id, gr_error_t *err)
 {
+  if (gr_graphroot_check_writable (root, err) < 0)
+    return -1;
   struct gr_layer_writer *w = xzalloc (sizeof (*w));
   w->root = root;
   w->set_fd = w->ts_fd = w->pipe_r = w->pipe_w = w->split_r = w->split_w = -1;

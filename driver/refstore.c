@@ -233,7 +233,7 @@ gr_refstore_add (struct gr_graphroot *root, const char *name, const char *tag, c
                  const char *image_id, gr_error_t *err)
 {
   cleanup_free char *familiar = NULL;
-  if (gr_ref_familiar (&familiar, name, err) < 0)
+  if (gr_graphroot_check_writable (root, err) < 0 || gr_ref_familiar (&familiar, name, err) < 0)
     return -1;
   if (!gr_digest_valid (image_id))
     return gr_make_error (err, EINVAL, "invalid image ID `%s`", image_id ? image_id : "");

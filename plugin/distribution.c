@@ -16,16 +16,15 @@
        -> {"Id","RepoTags","RepoDigests","Size","Layers":[{"DiffID","ChainID",
            "CacheID","Size"}],"Config":{..}}
 
-   All three refuse a root whose dockerd runs (a pull would not be seen;
-   opening the stores could race dockerd's layer writes).  A legacy plugin
-   outlives its dockerd: stop dockerd, call these, start it again.
+   Pull refuses a root whose dockerd runs (dockerd would not see the image;
+   a legacy plugin outlives its dockerd: stop dockerd, pull, start it
+   again).  Images and Inspect open the root read-only (they create and
+   clean up nothing), so they answer while dockerd runs too.
 
    Root and Driver default to the parent and the name of the Home given to
    GraphDriver.Init (and the layers to that Home, as with --home-override);
    "Backend" (aufs, overlay2, vfs) defaults to the one of a known driver
-   name, else to this plugin's own, aufs.  A pull refuses a root whose dockerd runs (it would not
-   see the image): use it on a stopped root, e.g. with the plugin started
-   by hand before dockerd.  */
+   name, else to this plugin's own, aufs.  */
 #include "config.h"
 
 #include "digest.h"
@@ -370,22 +369,16 @@ image_summary (struct gr_graphroot *root, const char *id, json_t *refs, bool ful
   return o;
 }
 
-/* Images and Inspect read the stores, but opening a root also clears
-   interrupted layer writers out of layerdb/tmp, which would race a live
-   dockerd's own write sets: refuse while one runs, as Pull does.  */
+/* Images and Inspect only read the stores: a read-only open (no cleanup of
+   layerdb/tmp, which could hold a live dockerd's write sets), fine beside
+   a running dockerd.  */
 static int
 open_root (struct gr_graphroot **root, json_t *req, gr_error_t *err)
 {
   struct target t = { 0 };
-  pid_t pid = 0;
   if (resolve_target (&t, req, err) < 0)
     return -1;
-  int ret = gr_graphroot_dockerd_running (&pid, t.root, err);
-  if (ret > 0)
-    ret = gr_make_error (err, EBUSY, "dockerd (pid %d) is running on `%s`: ask it (docker images)", (int)pid,
-                         t.root);
-  if (ret == 0)
-    ret = open_target (root, &t, err);
+  int ret = gr_graphroot_open_readonly (root, t.root, t.driver, err);
   target_clear (&t);
   return ret;
 }

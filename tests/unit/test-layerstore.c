@@ -547,6 +547,63 @@ test_stores (void)
   gr_graphroot_free (root);
 }
 
+/* The root test_overlay2 and test_stores filled, opened read-only while
+   "dockerd" has a write set in layerdb/tmp.  */
+static void
+test_readonly (void)
+{
+  cleanup_free char *dir = xasprintf ("%s/ovl", sandbox);
+  cleanup_free char *ws = xasprintf ("%s/image/overlay2/layerdb/tmp/write-set-live", dir);
+  CU_ASSERT_FATAL (mkdir (ws, 0700) == 0);
+  struct gr_graphroot *root = NULL;
+  ASSERT_OK (gr_graphroot_open_readonly (&root, dir, "overlay2", err_));
+  CU_ASSERT_PTR_NULL (root->driver);
+  json_t *ids = NULL;
+  ASSERT_OK (gr_imagestore_list (root, &ids, err_));
+  CU_ASSERT_EQUAL (json_array_size (ids), 1);
+  json_decref (ids);
+  char d1[GR_DIGEST_LEN + 1];
+  file_diff_id (d1, "base.tar");
+  struct gr_layer_info info;
+  ASSERT_OK (gr_layerstore_get (root, &info, d1, err_));
+  cleanup_free char *found = NULL;
+  int r = -1;
+  ASSERT_OK (r = gr_refstore_lookup (root, &found, "ubuntu:22.04", err_));
+  CU_ASSERT_EQUAL (r, 1);
+  /* every writer refuses */
+  gr_error_t err = NULL;
+  struct gr_layer_writer *w = NULL;
+  CU_ASSERT (gr_layer_writer_new (&w, root, NULL, d1, &err) < 0 && gr_error_status (&err) == EROFS);
+  gr_error_release (&err);
+  CU_ASSERT (gr_refstore_add (root, "x", "1", NULL, found, &err) < 0 && gr_error_status (&err) == EROFS);
+  gr_error_release (&err);
+  CU_ASSERT (gr_distmeta_add (root, d1, d1, "docker.io/library/x", &err) < 0
+             && gr_error_status (&err) == EROFS);
+  gr_error_release (&err);
+  CU_ASSERT (gr_imagestore_put (root, NULL, "{}", 2, &err) < 0 && gr_error_status (&err) == EROFS);
+  gr_error_release (&err);
+  CU_ASSERT (gr_imagestore_set_last_updated (root, found, &err) < 0 && gr_error_status (&err) == EROFS);
+  gr_error_release (&err);
+  gr_graphroot_free (root);
+  /* dockerd's write set is still there */
+  struct stat st;
+  CU_ASSERT (stat (ws, &st) == 0);
+  rmdir (ws);
+  /* a missing root or driver: an error, and nothing created */
+  cleanup_free char *none = xasprintf ("%s/no-such-root", sandbox);
+  CU_ASSERT (gr_graphroot_open_readonly (&root, none, "overlay2", &err) < 0
+             && gr_error_status (&err) == ENOENT);
+  gr_error_release (&err);
+  CU_ASSERT (stat (none, &st) < 0);
+  CU_ASSERT (gr_graphroot_open_readonly (&root, dir, "vfs", &err) < 0 && gr_error_status (&err) == ENOENT);
+  CU_ASSERT (err && strstr (err->msg, "image/vfs") != NULL);
+  gr_error_release (&err);
+  cleanup_free char *vfs = xasprintf ("%s/image/vfs", dir);
+  CU_ASSERT (stat (vfs, &st) < 0);
+  CU_ASSERT (gr_graphroot_open_readonly (&root, dir, "../x", &err) < 0 && gr_error_status (&err) == EINVAL);
+  gr_error_release (&err);
+}
+
 static void
 test_open_with (void)
 {
@@ -651,6 +708,7 @@ main (void)
   CU_add_test (s, "vfs layers", test_vfs);
   CU_add_test (s, "reference names", test_names);
   CU_add_test (s, "image, reference, distribution stores", test_stores);
+  CU_add_test (s, "read-only open", test_readonly);
   CU_add_test (s, "plugin names and homes", test_open_with);
   CU_add_test (s, "dockerd running", test_dockerd_running);
   return unit_run ();
