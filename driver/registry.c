@@ -45,6 +45,7 @@ struct gr_registry
   bool verbose;
   char *user;
   char *pass;
+  char *identity_token; /* an OAuth2 refresh token (docker login's identitytoken) */
 
   pthread_mutex_t lock; /* the auth state below */
   enum auth_kind auth;
@@ -238,8 +239,7 @@ credential_helper (char **user, char **pass, const char *helper, const char *reg
   const char *p = json_string_value (json_object_get (doc, "Secret"));
   if (u == NULL || p == NULL || *u == '\0')
     return 0;
-  if (strcmp (u, "<token>") == 0)
-    return gr_make_error (err, ENOTSUP, "`%s`: identity tokens are not supported", prog);
+  /* Username "<token>": Secret is an identity token (GR_IDENTITY_TOKEN_USER).  */
   *user = xstrdup (u);
   *pass = xstrdup (p);
   return 1;
@@ -288,6 +288,14 @@ gr_docker_config_credentials (char **user, char **pass, const char *config_path,
     json_t *a = json_object_get (val, "auth");
     json_t *u = json_object_get (val, "username");
     json_t *p = json_object_get (val, "password");
+    json_t *t = json_object_get (val, "identitytoken");
+    if (json_is_string (t) && *json_string_value (t))
+      {
+        /* As dockerd: the identity token wins over a username/password.  */
+        *user = xstrdup (GR_IDENTITY_TOKEN_USER);
+        *pass = xstrdup (json_string_value (t));
+        return 1;
+      }
     if (json_is_string (a) && *json_string_value (a))
       {
         cleanup_free char *dec = b64_decode (json_string_value (a));
@@ -358,6 +366,12 @@ gr_registry_new (struct gr_registry **out, const struct gr_reference *ref,
           return -1;
         }
     }
+  if (r->user && strcmp (r->user, GR_IDENTITY_TOKEN_USER) == 0)
+    {
+      r->identity_token = gr_steal (r->pass);
+      free (r->user);
+      r->user = NULL;
+    }
   *out = r;
   return 0;
 }
@@ -378,6 +392,7 @@ gr_registry_free (struct gr_registry *r)
   free (r->base);
   free (r->user);
   free (r->pass);
+  free (r->identity_token);
   free (r->realm);
   free (r->service);
   free (r->token);
@@ -395,7 +410,8 @@ gr_registry_base_url (struct gr_registry *r)
 
 struct request
 {
-  const char *method;      /* "GET" or "HEAD" */
+  const char *method;      /* "GET", "HEAD" or "POST" */
+  const char *post_form;   /* POST: the application/x-www-form-urlencoded body */
   const char *accept;      /* a full "Accept: ..." header line or NULL */
   int64_t range_from;      /* <= 0: no Range */
   bool no_auth;            /* never send Authorization (ping, token realm) */
@@ -601,6 +617,8 @@ http_once (struct gr_registry *r, const char *url, const struct request *req, st
   curl_easy_setopt (h, CURLOPT_ACCEPT_ENCODING, NULL);
   if (strcmp (req->method, "HEAD") == 0)
     curl_easy_setopt (h, CURLOPT_NOBODY, 1L);
+  else if (strcmp (req->method, "POST") == 0)
+    curl_easy_setopt (h, CURLOPT_POSTFIELDS, req->post_form ? req->post_form : "");
   if (r->insecure)
     {
       curl_easy_setopt (h, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -795,7 +813,10 @@ bounded_sink (void *arg, const void *buf, size_t len, gr_error_t *err)
   return 0;
 }
 
-/* Get a new Bearer token unless another thread already did since SEEN_GEN.  */
+/* Get a new Bearer token unless another thread already did since SEEN_GEN:
+   GET realm?service=..&scope=.. (Basic credentials if any), or with an
+   identity token the OAuth2 form POST dockerd sends (grant_type
+   refresh_token, client_id docker).  */
 static int
 fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
 {
@@ -803,6 +824,7 @@ fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
   cleanup_free char *service = NULL;
   cleanup_free char *basic = NULL;
   cleanup_free char *url = NULL;
+  cleanup_free char *form = NULL;
   cleanup_buf struct gr_buf body = { 0 };
   cleanup_buf struct gr_buf query = { 0 };
   __attribute__ ((cleanup (json_cleanup))) json_t *doc = NULL;
@@ -832,14 +854,27 @@ fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
   if (eservice)
     gr_buf_printf (&query, "service=%s&", eservice);
   gr_buf_printf (&query, "scope=%s", escope);
+  if (r->identity_token)
+    {
+      char *etok = curl_easy_escape (esc, r->identity_token, 0);
+      form = xasprintf ("grant_type=refresh_token&refresh_token=%s&client_id=docker&%s", etok, query.data);
+      curl_free (etok);
+    }
   curl_free (escope);
   curl_free (eservice);
   curl_easy_cleanup (esc);
-  url = xasprintf ("%s%s%s", realm, strchr (realm, '?') ? "&" : "?", query.data);
+  if (form)
+    url = xstrdup (realm);
+  else
+    url = xasprintf ("%s%s%s", realm, strchr (realm, '?') ? "&" : "?", query.data);
 
   struct bounded_buf bb = { &body, TOKEN_MAX };
-  struct request req
-      = { .method = "GET", .no_auth = true, .auth_header = basic, .sink = bounded_sink, .sink_arg = &bb };
+  struct request req = { .method = form ? "POST" : "GET",
+                         .post_form = form,
+                         .no_auth = true,
+                         .auth_header = form ? NULL : basic,
+                         .sink = bounded_sink,
+                         .sink_arg = &bb };
   bool retryable;
   ret = -1;
   for (int attempt = 0; attempt < MAX_TRIES; attempt++)
@@ -872,7 +907,9 @@ fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
     {
       response_clear (&resp);
       return gr_make_error (err, EACCES, "token from %s: unauthorized: %s", realm,
-                            r->user ? "incorrect username or password" : "authentication required");
+                            form      ? "the identity token was refused (docker login again)"
+                            : r->user ? "incorrect username or password"
+                                      : "authentication required");
     }
   if (resp.status != 200)
     {

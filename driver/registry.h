@@ -199,8 +199,16 @@ typedef int (*gr_blob_sink) (void *arg, const void *buf, size_t len, gr_error_t 
 int gr_registry_fetch_blob (struct gr_registry *r, const char *digest, int64_t size, gr_blob_sink sink,
                             void *arg, gr_error_t *err);
 
-/* Credentials for REGISTRY_DOMAIN from a docker config.json (`auths`,
-   base64 `auth` or username/password).  Returns 1 if found, 0 if not.  */
+/* The username under which credential helpers (and gr_docker_config_
+   credentials) hand over an identity token as the password.  */
+#define GR_IDENTITY_TOKEN_USER "<token>"
+
+/* Credentials for REGISTRY_DOMAIN from a docker config.json: a credential
+   helper (`credHelpers`, `credsStore`), else `auths` (`identitytoken`,
+   base64 `auth`, or username/password).  An identity token comes back as
+   user GR_IDENTITY_TOKEN_USER with the token as the password; the client
+   trades it at the token realm (OAuth2 POST, grant_type=refresh_token, as
+   dockerd).  Returns 1 if found, 0 if not.  */
 int gr_docker_config_credentials (char **user, char **pass, const char *config_path,
                                   const char *registry_domain, gr_error_t *err);
 

@@ -8,6 +8,10 @@ GET /token?service=S&scope=repository:NAME:ACTIONS
   anonymous          -> pull on repositories not under "private/", as
                         {"access_token": JWT}
   wrong credentials  -> 401
+POST /token  grant_type=refresh_token&refresh_token=e2e-identity-token&client_id=..
+             &service=S&scope=..  (dockerd's OAuth2 with an identity token)
+                     -> every requested action, {"access_token": JWT, ...};
+                        another refresh token -> 401
 JWTs are RS256 with the certificate in the x5c header (the registry's
 rootcertbundle holds the same self-signed certificate).
 """
@@ -29,6 +33,7 @@ KEY = serialization.load_pem_private_key(open(KEYF, "rb").read(), password=None)
 CERT = x509.load_pem_x509_certificate(open(CERTF, "rb").read())
 CERT_DER = CERT.public_bytes(serialization.Encoding.DER)
 LOG = open(LOGF, "a", buffering=1)
+REFRESH_TOKEN = "e2e-identity-token"
 
 
 def b64u(b):
@@ -71,21 +76,43 @@ class H(http.server.BaseHTTPRequestHandler):
             if auth != "Basic " + base64.b64encode(b"u:p").decode():
                 return self.reply(401, {"details": "incorrect username or password"})
             user = "u"
-        access = []
-        for scope in q.get("scope", []):
-            parts = scope.split(":")
-            if len(parts) != 3 or parts[0] != "repository":
-                continue
-            actions = parts[2].split(",")
-            if user is None:
-                if parts[1].startswith("private/"):
-                    actions = []
-                else:
-                    actions = [a for a in actions if a == "pull"]
-            access.append({"type": "repository", "name": parts[1], "actions": actions})
-        t = jwt(access)
+        t = jwt(grant(q.get("scope", []), user))
         return self.reply(200, {"token": t, "expires_in": 300} if user else
                           {"access_token": t, "expires_in": 300})
+
+    def do_POST(self):
+        # OAuth2 as dockerd does it with an identity token (grant_type
+        # refresh_token, client_id, space-separated scope).
+        n = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+        LOG.write("TOKEN POST %s grant=%s client=%s auth=%s\n" % (
+            self.path, ",".join(form.get("grant_type", [])), ",".join(form.get("client_id", [])),
+            "basic" if self.headers.get("Authorization") else "none"))
+        if self.path != "/token" or form.get("service") != [SERVICE] or not form.get("client_id"):
+            return self.reply(400, {"details": "bad request"})
+        if form.get("grant_type") != ["refresh_token"]:
+            return self.reply(400, {"details": "unsupported grant type"})
+        if form.get("refresh_token") != [REFRESH_TOKEN]:
+            return self.reply(401, {"details": "invalid refresh token"})
+        scopes = " ".join(form.get("scope", [])).split()
+        return self.reply(200, {"access_token": jwt(grant(scopes, "u")), "expires_in": 300,
+                                "refresh_token": REFRESH_TOKEN})
+
+
+def grant(scopes, user):
+    access = []
+    for scope in scopes:
+        parts = scope.split(":")
+        if len(parts) != 3 or parts[0] != "repository":
+            continue
+        actions = parts[2].split(",")
+        if user is None:
+            if parts[1].startswith("private/"):
+                actions = []
+            else:
+                actions = [a for a in actions if a == "pull"]
+        access.append({"type": "repository", "name": parts[1], "actions": actions})
+    return access
 
 
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):

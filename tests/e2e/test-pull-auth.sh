@@ -2,7 +2,8 @@
 # Authentication against a real docker-registry: htpasswd (Basic) and token
 # auth (Bearer, tokens from pull-token-server.py signed with a self-made
 # certificate).  Credentials by --username/--password-stdin and from a
-# docker config.json; anonymous tokens; wrong credentials refused.
+# docker config.json; identity tokens (OAuth2 refresh_token POST);
+# anonymous tokens; wrong credentials refused.
 . "$(dirname "$0")/pull-lib.sh"
 
 pull_init pull-auth
@@ -102,6 +103,26 @@ check "bearer: token request carried the credentials" grep -q "private%2Fbase%3A
 pull_as "$E2E_WORK/t4" "$REGISTRY_ADDR/private/base:v1" --username u --password-stdin <<< nope
 check "bearer: wrong password -> exit 1" test $? = 1
 check "bearer: ... incorrect username or password" grep -q "incorrect username or password" "$E2E_WORK/imgm.out"
+
+# docker login's identity token (config.json "identitytoken", next to an
+# "auth" of "u:"): traded at the realm by an OAuth2 POST, as dockerd does.
+mkdir -p "$E2E_WORK/idcfg"
+printf '{"auths":{"%s":{"auth":"%s","identitytoken":"%s"}}}\n' \
+  "$REGISTRY_ADDR" "$(printf u: | base64)" e2e-identity-token > "$E2E_WORK/idcfg/config.json"
+: > "$E2E_WORK/token.log"
+check "bearer: private repository with an identity token from config.json" \
+  env DOCKER_CONFIG="$E2E_WORK/idcfg" "$IMGMIGRATE" pull "$REGISTRY_ADDR/private/base:v1" \
+  --root "$E2E_WORK/t5" --driver overlay2
+check "bearer: ... traded by POST grant_type=refresh_token, no Basic" \
+  grep -q "^TOKEN POST /token grant=refresh_token client=docker auth=none" "$E2E_WORK/token.log"
+check "bearer: ... and no GET for a token" bash -c '! grep -q "^TOKEN /token" "$1"' _ "$E2E_WORK/token.log"
+printf '{"auths":{"%s":{"identitytoken":"stale"}}}\n' "$REGISTRY_ADDR" > "$E2E_WORK/idcfg/config.json"
+env DOCKER_CONFIG="$E2E_WORK/idcfg" "$IMGMIGRATE" pull "$REGISTRY_ADDR/private/base:v1" \
+  --root "$E2E_WORK/t6" --driver overlay2 > "$E2E_WORK/imgm.out" 2>&1
+check "bearer: a refused identity token -> exit 1" test $? = 1
+check "bearer: ... says so" grep -q "identity token was refused" "$E2E_WORK/imgm.out"
+check "bearer: ... nothing registered" \
+  bash -c '[ -z "$(ls -A "$1" 2>/dev/null)" ]' _ "$E2E_WORK/t6/image/overlay2/layerdb/sha256"
 
 mkdir -p "$E2E_WORK/bearer"
 mv "$E2E_WORK/t3" "$E2E_WORK/bearer/data"

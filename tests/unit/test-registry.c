@@ -374,7 +374,8 @@ test_docker_config (void)
   /* "user:pa:ss" in base64 */
   const char *cfg = "{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"aHViOmh1YnB3\"},"
                     "\"127.0.0.1:5000\":{\"auth\":\"dXNlcjpwYTpzcw==\"},"
-                    "\"http://reg.example:8080/v2/\":{\"username\":\"u2\",\"password\":\"p2\"}}}";
+                    "\"http://reg.example:8080/v2/\":{\"username\":\"u2\",\"password\":\"p2\"},"
+                    "\"tok.example\":{\"auth\":\"dTo=\",\"identitytoken\":\"refresh-me\"}}}";
   FILE *f = fopen (path, "w");
   CU_ASSERT_FATAL (f != NULL);
   fputs (cfg, f);
@@ -395,6 +396,12 @@ test_docker_config (void)
   CU_ASSERT_STRING_EQUAL (u, "u2");
   free (u);
   free (p);
+  /* an identity token wins over the username in "auth" ("u:") */
+  CU_ASSERT (gr_docker_config_credentials (&u, &p, path, "tok.example", &err) == 1);
+  CU_ASSERT_STRING_EQUAL (u, GR_IDENTITY_TOKEN_USER);
+  CU_ASSERT_STRING_EQUAL (p, "refresh-me");
+  free (u);
+  free (p);
   CU_ASSERT (gr_docker_config_credentials (&u, &p, path, "other:1", &err) == 0);
   /* credHelpers / credsStore: docker-credential-<name> get, found on PATH */
   char *helper = xasprintf ("%s/docker-credential-grtest", sandbox);
@@ -402,7 +409,8 @@ test_docker_config (void)
   CU_ASSERT_FATAL (f != NULL);
   fputs ("#!/bin/sh\nread server\n"
          "case $server in helped:1) echo '{\"ServerURL\":\"helped:1\",\"Username\":\"hu\","
-         "\"Secret\":\"hs\"}' ;; *) echo 'credentials not found in native keychain'; exit 1 ;; esac\n",
+         "\"Secret\":\"hs\"}' ;; tokened:1) echo '{\"Username\":\"<token>\",\"Secret\":\"ht\"}' ;;"
+         " *) echo 'credentials not found in native keychain'; exit 1 ;; esac\n",
          f);
   fclose (f);
   chmod (helper, 0755);
@@ -412,12 +420,18 @@ test_docker_config (void)
   char *path2 = xasprintf ("%s/config2.json", sandbox);
   f = fopen (path2, "w");
   CU_ASSERT_FATAL (f != NULL);
-  fputs ("{\"credHelpers\":{\"helped:1\":\"grtest\"},"
+  fputs ("{\"credHelpers\":{\"helped:1\":\"grtest\",\"tokened:1\":\"grtest\"},"
          "\"auths\":{\"other:1\":{\"auth\":\"dXNlcjpwYTpzcw==\"}}}",
          f);
   fclose (f);
   CU_ASSERT (gr_docker_config_credentials (&u, &p, path2, "helped:1", &err) == 1);
   CU_ASSERT (u && strcmp (u, "hu") == 0 && p && strcmp (p, "hs") == 0);
+  free (u);
+  free (p);
+  u = p = NULL;
+  /* a helper's identity token */
+  CU_ASSERT (gr_docker_config_credentials (&u, &p, path2, "tokened:1", &err) == 1);
+  CU_ASSERT (u && strcmp (u, GR_IDENTITY_TOKEN_USER) == 0 && p && strcmp (p, "ht") == 0);
   free (u);
   free (p);
   u = p = NULL;
