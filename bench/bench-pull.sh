@@ -8,6 +8,8 @@
 #
 #   bench/bench-pull.sh [IMAGE...]     IMAGE: debian (default), big, special
 #   RUNS=5  GR_BUILDDIR=<build dir>  IMGMIGRATE=<binary>
+#   CLEAN_EACH_RUN=1   delete each destination right after its run (the old
+#                      method; see "Destinations go only now" below)
 . "$(dirname "$0")/../tests/e2e/pull-lib.sh"
 
 RUNS=${RUNS:-5}
@@ -58,6 +60,7 @@ for img in "${IMAGES[@]}"; do
     "$IMGMIGRATE" pull -q "$REF" --root "$root" --driver overlay2 > /dev/null || die "imgmigrate pull"
     t1=$(now)
     echo "$t1 - $t0" | bc >> "$E2E_WORK/t-imgm"
+    [ -n "${CLEAN_EACH_RUN:-}" ] && rm -rf "$root"
 
     sync
     dockerd_start "dp$i" overlay2 > /dev/null 2>&1 || die "dockerd dp$i"
@@ -66,6 +69,7 @@ for img in "${IMAGES[@]}"; do
     t1=$(now)
     echo "$t1 - $t0" | bc >> "$E2E_WORK/t-docker"
     dockerd_stop "dp$i"
+    [ -n "${CLEAN_EACH_RUN:-}" ] && rm -rf "$E2E_WORK/dp$i"
 
     sync
     d=$E2E_WORK/skopeo-$i
@@ -73,6 +77,7 @@ for img in "${IMAGES[@]}"; do
     skopeo copy -q --src-tls-verify=false "docker://$REF" "dir:$d" || die "skopeo copy"
     t1=$(now)
     echo "$t1 - $t0" | bc >> "$E2E_WORK/t-skopeo"
+    [ -n "${CLEAN_EACH_RUN:-}" ] && rm -rf "$d"
     log "run $i: imgmigrate $(tail -n1 "$E2E_WORK/t-imgm") s, docker $(tail -n1 "$E2E_WORK/t-docker") s, skopeo $(tail -n1 "$E2E_WORK/t-skopeo") s"
   done
   # Destinations go only now: on ext4 without a journal, inodes freed in
