@@ -44,19 +44,19 @@ enum gr_change_kind
   GR_CHANGE_DELETE = 2,
 };
 
-/* The changes of layer LAYER_DIRFD over its lower layers LOWER_FDS (nearest
-   first), as moby's archive.Changes / OverlayChanges: a JSON array of
-   {"Path":"/a","Kind":N}.  */
-int gr_archive_changes (json_t **out, int layer_dirfd, const int *lower_fds, size_t n_lowers,
-                        enum gr_whiteout_format f, gr_error_t *err);
-
-/* The same list as dockerd's naive diff (archive.ChangesDirs of the
-   mounted layer against its mounted parent), which is what `docker diff`
-   shows on the built-in overlay2 of Docker 20.10, computed from the layer
-   directories without mounting: only real changes (a file copied up
-   unchanged is not one), whiteouts of what is there, the lower entries
-   an opaque directory hides.  Same arguments as gr_archive_changes.  */
-int gr_archive_changes_merged (json_t **out, int layer_dirfd, const int *lower_fds,
-                               size_t n_lowers, enum gr_whiteout_format f, gr_error_t *err);
+/* `docker diff` of the layer directory LAYER_DIRFD over its lower layer
+   directories LOWER_FDS (N_LOWERS of them, nearest first; NULL if none),
+   all with whiteouts in format F: *OUT becomes a new JSON array of
+   {"Path":"/a","Kind":N} (gr_change_kind; bytes of a path that are not
+   UTF-8 become U+FFFD).  The same list as dockerd's naive diff
+   (archive.ChangesDirs of the mounted layer against its mounted parent),
+   which is what `docker diff` shows on the built-in overlay2 of Docker
+   20.10, computed from the layer directories without mounting: only real
+   changes (a file copied up unchanged is not one), whiteouts of what is
+   there, the lower entries an opaque directory hides; in walk order
+   (bytewise sorted, depth first; a directory's Deletes after its other
+   entries).  On failure *OUT is left alone.  */
+int gr_archive_changes_merged (json_t **out, int layer_dirfd, const int *lower_fds, size_t n_lowers,
+                               enum gr_whiteout_format f, gr_error_t *err);
 
 #endif

@@ -70,7 +70,7 @@ static void
 check (int layer, const int *lowers, size_t n, enum gr_whiteout_format f, const char *want)
 {
   json_t *list = NULL;
-  ASSERT_OK (gr_archive_changes (&list, layer, lowers, n, f, err_));
+  ASSERT_OK (gr_archive_changes_merged (&list, layer, lowers, n, f, err_));
   char *got = render (list);
   if (strcmp (got, want) != 0)
     fprintf (stderr, "\n--- got\n%s--- want\n%s", got, want);
@@ -79,6 +79,12 @@ check (int layer, const int *lowers, size_t n, enum gr_whiteout_format f, const 
   json_decref (list);
 }
 
+/* aufs layers as the plugin keeps them: the internals at the root are no
+   part of the tree (aufs hides them in its mount), a nested opaque marker
+   hides the lower entries, names that are not UTF-8 are listed with
+   U+FFFD, and only what differs from the nearest lower that has it counts
+   (a directory's mtime never does, a whole-second mtime matches any
+   nanoseconds: statDifferent and sameFsTimeSpec).  */
 static void
 test_changes_aufs (void)
 {
@@ -93,6 +99,7 @@ test_changes_aufs (void)
   put (base, "usr/bin/tool", "t");
   mkdir_mode (base, "gone", 0755);
   put (base, "gone/x", "x");
+  put (base, "gone\xfe", "not UTF-8");
   mkdir_mode (base, "same", 0755);
   mkdir_mode (base, "opq", 0755);
   put (base, "opq/hidden", "h");
@@ -101,7 +108,8 @@ test_changes_aufs (void)
   set_mtime (base, "etc", 1000, 0);
   set_mtime (base, "usr", 1000, 0);
   set_mtime (base, "usr/bin", 1000, 0);
-  set_mtime (base, "same", 1000, 5); /* upper has 1000.0: the same to moby */
+  set_mtime (base, "usr/bin/tool", 1000, 5); /* upper has 1000.0: the same to moby */
+  set_mtime (base, "same", 1000, 0);
   set_mtime (base, "opq", 1000, 0);
 
   /* middle layer: only /etc/hosts */
@@ -114,6 +122,7 @@ test_changes_aufs (void)
   mkdir_mode (up, ".wh..wh.plnk", 0700);
   put (up, ".wh..wh.plnk/1.2", "p");
   put (up, ".wh.gone", "");
+  put (up, ".wh.gone\xfe", "");
   put (up, "bad\xff", "b");
   put (up, "dangling", "now a file");
   put (up, "data", "was a symlink to a dir");
@@ -126,53 +135,55 @@ test_changes_aufs (void)
   put (up, "new-dir/f", "f");
   mkdir_mode (up, "opq", 0755);
   put (up, "opq/.wh..wh..opq", "");
-  mkdir_mode (up, "same", 0755);
+  mkdir_mode (up, "same", 0755); /* copied up, another mtime */
   mkdir_mode (up, "usr", 0700);
   mkdir_mode (up, "usr/bin", 0755);
+  put (up, "usr/bin/tool", "t"); /* copied up, unchanged */
   put (up, "usr/bin/tool2", "t2");
   set_mtime (up, "etc", 1000, 0);
-  set_mtime (up, "same", 1000, 0);
+  set_mtime (up, "same", 2000, 0);
   set_mtime (up, "usr/bin", 1000, 0);
+  set_mtime (up, "usr/bin/tool", 1000, 0);
   set_mtime (up, "opq", 2000, 0);
 
   int lowers[] = { mid, base };
   check (up, lowers, 2, GR_WHITEOUT_AUFS,
-         "D /gone\n"
          "A /bad\xef\xbf\xbd\n"
-         "A /dangling\n"
+         "C /dangling\n"
          "C /data\n"
          "C /etc\n"
-         "D /etc/old\n"
          "C /etc/hosts\n"
          "A /etc/new\n"
          "C /etc/passwd\n"
+         "D /etc/old\n"
          "A /new-dir\n"
          "A /new-dir/f\n"
          "C /opq\n"
-         "D /opq/.wh..opq\n"
+         "D /opq/hidden\n"
          "C /usr\n"
          "C /usr/bin\n"
-         "A /usr/bin/tool2\n");
+         "A /usr/bin/tool2\n"
+         "D /gone\n"
+         "D /gone\xef\xbf\xbd\n");
 
-  /* without lowers everything is an Add (whiteouts still Deletes) */
+  /* over the middle layer alone: what only the base had is an Add, and
+     whiteouts of what is not there are no change */
   int only_mid[] = { mid };
   check (up, only_mid, 1, GR_WHITEOUT_AUFS,
-         "D /gone\n"
          "A /bad\xef\xbf\xbd\n"
          "A /dangling\n"
          "A /data\n"
          "C /etc\n"
-         "D /etc/old\n"
          "C /etc/hosts\n"
          "A /etc/new\n"
          "A /etc/passwd\n"
          "A /new-dir\n"
          "A /new-dir/f\n"
          "A /opq\n"
-         "D /opq/.wh..opq\n"
          "A /same\n"
          "A /usr\n"
          "A /usr/bin\n"
+         "A /usr/bin/tool\n"
          "A /usr/bin/tool2\n");
 
   close (base);
@@ -180,6 +191,9 @@ test_changes_aufs (void)
   close (up);
 }
 
+/* Overlay layers: a char device 0/0 is a whiteout, any other device node
+   an entry, and an opaque directory hides the lower entries; read as aufs,
+   the same nodes and xattr are plain entries and metadata.  */
 static void
 test_changes_overlay (void)
 {
@@ -207,13 +221,15 @@ test_changes_overlay (void)
   check (up, lowers, 1, GR_WHITEOUT_OVERLAY,
          "C /etc\n"
          "D /etc/old\n"
-         "D /o\n"
+         "C /o\n"
          "A /o/n\n"
-         "D /w\n"
-         "A /x\n");
+         "D /o/hidden\n"
+         "A /x\n"
+         "D /w\n");
 
   /* read as aufs, the device nodes are plain entries */
   check (up, lowers, 1, GR_WHITEOUT_AUFS,
+         "C /etc\n"
          "C /etc/old\n"
          "C /o\n"
          "A /o/n\n"
@@ -224,33 +240,42 @@ test_changes_overlay (void)
   close (up);
 }
 
-/* Where moby's os.Stat fails with ENOTDIR or ELOOP (and so `docker diff`
-   fails), the path counts as absent in that lower.  */
+/* A lower's symlinks are compared, never followed (ChangesDirs lstats):
+   where the layer has a directory and the lower a file or a symlink (even
+   to one of its directories), the directory is a Modify and all below it
+   Adds; a symlink loop replaced by a file is a Modify.  */
 static void
 test_changes_lower_not_dir (void)
 {
   int base = new_dir (), up = new_dir ();
   put (base, "x", "a file below");
   CU_ASSERT_FATAL (symlinkat ("loop", base, "loop") == 0);
+  mkdir_mode (base, "etc", 0755);
+  put (base, "etc/passwd", "root");
+  CU_ASSERT_FATAL (symlinkat ("etc", base, "s") == 0);
   mkdir_mode (up, "x", 0755);
   put (up, "x/child", "c");
   put (up, "loop", "no longer a loop");
+  mkdir_mode (up, "s", 0755);
+  put (up, "s/passwd", "root");
 
   int lowers[] = { base };
   check (up, lowers, 1, GR_WHITEOUT_AUFS,
-         "A /loop\n"
+         "C /loop\n"
+         "C /s\n"
+         "A /s/passwd\n"
          "C /x\n"
          "A /x/child\n");
   close (base);
   close (up);
 }
 
+/* A chain of DEPTH directories "d" below DIRFD with a file "f" holding
+   CONTENT at the bottom.  */
 static void
-test_changes_deep (void)
+deep_chain (int dirfd, int depth, const char *content)
 {
-  int up = new_dir ();
-  const int depth = 1500;
-  int fd = dup (up);
+  int fd = dup (dirfd);
   for (int i = 0; i < depth; i++)
     {
       CU_ASSERT_FATAL (mkdirat (fd, "d", 0755) == 0);
@@ -258,7 +283,14 @@ test_changes_deep (void)
       close (fd);
       fd = nfd;
     }
+  put (fd, "f", content);
   close (fd);
+}
+
+/* Changes of UP over LOWERS with at most 256 fds open.  */
+static json_t *
+changes_low_fds (int up, const int *lowers, size_t n)
+{
   struct rlimit old, low;
   CU_ASSERT_FATAL (getrlimit (RLIMIT_NOFILE, &old) == 0);
   low = old;
@@ -266,16 +298,46 @@ test_changes_deep (void)
   CU_ASSERT_FATAL (setrlimit (RLIMIT_NOFILE, &low) == 0);
   json_t *list = NULL;
   gr_error_t err = NULL;
-  int r = gr_archive_changes (&list, up, NULL, 0, GR_WHITEOUT_AUFS, &err);
+  int r = gr_archive_changes_merged (&list, up, lowers, n, GR_WHITEOUT_AUFS, &err);
   CU_ASSERT_FATAL (setrlimit (RLIMIT_NOFILE, &old) == 0);
   if (r < 0)
     fprintf (stderr, "\n%s\n", gr_error_msg (&err));
   CU_ASSERT_FATAL (r >= 0);
-  CU_ASSERT_EQUAL (json_array_size (list), (size_t)depth);
-  json_t *last = json_array_get (list, depth - 1);
+  return list;
+}
+
+static void
+test_changes_deep (void)
+{
+  const int depth = 1500;
+  int base = new_dir (), up = new_dir ();
+  deep_chain (base, depth, "a");
+  deep_chain (up, depth, "bb");
+
+  /* alone, every directory and the file are Adds */
+  json_t *list = changes_low_fds (up, NULL, 0);
+  CU_ASSERT_EQUAL (json_array_size (list), (size_t)depth + 1);
+  json_t *last = json_array_get (list, depth);
   const char *p = json_string_value (json_object_get (last, "Path"));
-  CU_ASSERT (p && strlen (p) == (size_t)depth * 2);
+  CU_ASSERT (p && strlen (p) == (size_t)depth * 2 + 2 && strcmp (p + depth * 2, "/f") == 0);
+  CU_ASSERT (json_integer_value (json_object_get (last, "Kind")) == GR_CHANGE_ADD);
   json_decref (list);
+
+  /* over the same chain with another file: the file is a Modify, and so
+     is each directory above it */
+  int lowers[] = { base };
+  list = changes_low_fds (up, lowers, 1);
+  CU_ASSERT_EQUAL (json_array_size (list), (size_t)depth + 1);
+  size_t i;
+  json_t *v;
+  json_array_foreach (list, i, v)
+  {
+    p = json_string_value (json_object_get (v, "Path"));
+    CU_ASSERT (p && strlen (p) == 2 * (i + 1) && p[2 * i + 1] == (i < (size_t)depth ? 'd' : 'f'));
+    CU_ASSERT (json_integer_value (json_object_get (v, "Kind")) == GR_CHANGE_MODIFY);
+  }
+  json_decref (list);
+  close (base);
   close (up);
 }
 
@@ -375,40 +437,34 @@ check_merged (enum gr_whiteout_format f)
   set_mtime (up, "chowned", 1500000000, 0);
 
   int lowers[] = { l2, base };
-  json_t *list = NULL;
-  ASSERT_OK (gr_archive_changes_merged (&list, up, lowers, 2, f, err_));
-  char *got = render (list);
-  const char *want = "C /chowned\n"
-                     "C /dir-to-file\n"
-                     "C /etc\n"
-                     "C /etc/l2file\n"
-                     "C /etc/passwd\n"
-                     "C /file-to-dir\n"
-                     "A /file-to-dir/f\n"
-                     "C /keep\n"
-                     "C /keep/k\n"
-                     "A /new-dir\n"
-                     "A /new-dir/a\n"
-                     "C /opq\n"
-                     "D /opq/h3\n"
-                     "C /usr\n"
-                     "C /usr/bin\n"
-                     "D /usr/bin/a\n"
-                     "C /usr/share\n"
-                     "C /usr/share/doc\n"
-                     "A /usr/share/doc/n\n"
-                     "D /usr/share/doc/x\n"
-                     "D /usr/share/doc/y\n"
-                     "D /del-dir\n";
-  if (strcmp (got, want) != 0)
-    fprintf (stderr, "\n--- got\n%s--- want\n%s", got, want);
-  CU_ASSERT_STRING_EQUAL (got, want);
-  free (got);
-  json_decref (list);
+  check (up, lowers, 2, f,
+         "C /chowned\n"
+         "C /dir-to-file\n"
+         "C /etc\n"
+         "C /etc/l2file\n"
+         "C /etc/passwd\n"
+         "C /file-to-dir\n"
+         "A /file-to-dir/f\n"
+         "C /keep\n"
+         "C /keep/k\n"
+         "A /new-dir\n"
+         "A /new-dir/a\n"
+         "C /opq\n"
+         "D /opq/h3\n"
+         "C /usr\n"
+         "C /usr/bin\n"
+         "D /usr/bin/a\n"
+         "C /usr/share\n"
+         "C /usr/share/doc\n"
+         "A /usr/share/doc/n\n"
+         "D /usr/share/doc/x\n"
+         "D /usr/share/doc/y\n"
+         "D /del-dir\n");
 
   /* no lowers: everything is an Add, whiteouts hide nothing */
+  json_t *list = NULL;
   ASSERT_OK (gr_archive_changes_merged (&list, up, NULL, 0, f, err_));
-  got = render (list);
+  char *got = render (list);
   CU_ASSERT (strncmp (got, "A /chowned\nA /dir-to-file\nA /etc\nA /etc/group\n", 46) == 0);
   CU_ASSERT (strstr (got, "D ") == NULL);
   free (got);
@@ -431,17 +487,26 @@ test_changes_merged_aufs (void)
   check_merged (GR_WHITEOUT_AUFS);
 }
 
+/* An empty layer is an empty array (not null), alone or over a lower
+   with entries.  */
 static void
 test_changes_empty (void)
 {
-  int up = new_dir ();
-  json_t *list = NULL;
-  ASSERT_OK (gr_archive_changes (&list, up, NULL, 0, GR_WHITEOUT_AUFS, err_));
-  CU_ASSERT (json_is_array (list) && json_array_size (list) == 0);
-  char *s = json_dumps (list, JSON_COMPACT);
-  CU_ASSERT_STRING_EQUAL (s, "[]");
-  free (s);
-  json_decref (list);
+  int base = new_dir (), up = new_dir ();
+  mkdir_mode (base, "etc", 0755);
+  put (base, "etc/passwd", "root");
+  const int lowers[] = { base };
+  for (size_t n = 0; n <= 1; n++)
+    {
+      json_t *list = NULL;
+      ASSERT_OK (gr_archive_changes_merged (&list, up, lowers, n, GR_WHITEOUT_AUFS, err_));
+      CU_ASSERT (json_is_array (list) && json_array_size (list) == 0);
+      char *s = json_dumps (list, JSON_COMPACT);
+      CU_ASSERT_STRING_EQUAL (s, "[]");
+      free (s);
+      json_decref (list);
+    }
+  close (base);
   close (up);
 }
 
@@ -452,12 +517,12 @@ main (void)
   if (CU_initialize_registry () != CUE_SUCCESS)
     return 2;
   CU_pSuite s = CU_add_suite ("archive-changes", unit_sandbox_setup, unit_sandbox_teardown);
-  CU_add_test (s, "aufs: add, modify, delete, unchanged dirs, opaque, internals", test_changes_aufs);
-  CU_add_test (s, "overlay: char 0/0, opaque xattr", test_changes_overlay);
-  CU_add_test (s, "lower path under a file or a symlink loop", test_changes_lower_not_dir);
-  CU_add_test (s, "a tree deeper than the fd limit", test_changes_deep);
+  CU_add_test (s, "aufs: internals, not UTF-8, copied up unchanged, opaque, two lowers", test_changes_aufs);
+  CU_add_test (s, "overlay: char 0/0 vs other devices, opaque xattr; read as aufs", test_changes_overlay);
+  CU_add_test (s, "a lower's file, symlink loop or dir symlink under a dir", test_changes_lower_not_dir);
+  CU_add_test (s, "trees deeper than the fd limit, alone and over a lower", test_changes_deep);
   CU_add_test (s, "merged view (dockerd's naive diff), overlay encoding", test_changes_merged_overlay);
   CU_add_test (s, "merged view (dockerd's naive diff), aufs encoding", test_changes_merged_aufs);
-  CU_add_test (s, "empty layer", test_changes_empty);
+  CU_add_test (s, "empty layer, alone and over a lower", test_changes_empty);
   return unit_run ();
 }
