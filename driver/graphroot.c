@@ -77,12 +77,33 @@ gr_graphroot_open (struct gr_graphroot **out, const char *root_dir, const char *
   return gr_graphroot_open_with (out, root_dir, driver_name, backend, NULL, err);
 }
 
+static int
+check_driver_name (const char *driver_name, gr_error_t *err)
+{
+  if (driver_name == NULL || gr_id_validate (driver_name, NULL) < 0 || strchr (driver_name, '/'))
+    return gr_make_error (err, EINVAL, "invalid storage driver name `%s`", driver_name ? driver_name : "");
+  return 0;
+}
+
+/* A root object for the resolved data root RESOLVED, nothing open yet.  */
+static struct gr_graphroot *
+graphroot_new (const char *resolved, const char *driver_name)
+{
+  struct gr_graphroot *r = xzalloc (sizeof (*r));
+  r->root = xstrdup (resolved);
+  r->driver_name = xstrdup (driver_name);
+  r->root_fd = r->image_fd = r->lock_fd = -1;
+  pthread_mutex_init (&r->lock, NULL);
+  pthread_cond_init (&r->cond, NULL);
+  return r;
+}
+
 int
 gr_graphroot_open_with (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
                         const char *backend, const char *home_dir, gr_error_t *err)
 {
-  if (driver_name == NULL || gr_id_validate (driver_name, NULL) < 0 || strchr (driver_name, '/'))
-    return gr_make_error (err, EINVAL, "invalid storage driver name `%s`", driver_name ? driver_name : "");
+  if (check_driver_name (driver_name, err) < 0)
+    return -1;
   if (backend == NULL || gr_backend_lookup (backend) == NULL)
     return gr_make_error (err, EINVAL, "unknown storage backend `%s`", backend ? backend : "");
   if (home_dir && home_dir[0] != '/')
@@ -95,12 +116,7 @@ gr_graphroot_open_with (struct gr_graphroot **out, const char *root_dir, const c
   if (realpath (root_dir, resolved) == NULL)
     return gr_make_error (err, errno, "graph root `%s`", root_dir);
 
-  struct gr_graphroot *r = xzalloc (sizeof (*r));
-  r->root = xstrdup (resolved);
-  r->driver_name = xstrdup (driver_name);
-  r->root_fd = r->image_fd = r->lock_fd = -1;
-  pthread_mutex_init (&r->lock, NULL);
-  pthread_cond_init (&r->cond, NULL);
+  struct gr_graphroot *r = graphroot_new (resolved, driver_name);
 
   /* As dockerd creates them: everything 0700 but layerdb/{sha256,tmp}.  */
   static const struct
@@ -176,21 +192,16 @@ int
 gr_graphroot_open_readonly (struct gr_graphroot **out, const char *root_dir, const char *driver_name,
                             gr_error_t *err)
 {
-  if (driver_name == NULL || gr_id_validate (driver_name, NULL) < 0 || strchr (driver_name, '/'))
-    return gr_make_error (err, EINVAL, "invalid storage driver name `%s`", driver_name ? driver_name : "");
+  if (check_driver_name (driver_name, err) < 0)
+    return -1;
   if (root_dir == NULL || root_dir[0] != '/')
     return gr_make_error (err, EINVAL, "graph root `%s` is not an absolute path", root_dir ? root_dir : "");
   char resolved[PATH_MAX];
   if (realpath (root_dir, resolved) == NULL)
     return gr_make_error (err, errno, "graph root `%s`", root_dir);
 
-  struct gr_graphroot *r = xzalloc (sizeof (*r));
-  r->root = xstrdup (resolved);
-  r->driver_name = xstrdup (driver_name);
+  struct gr_graphroot *r = graphroot_new (resolved, driver_name);
   r->readonly = true;
-  r->root_fd = r->image_fd = r->lock_fd = -1;
-  pthread_mutex_init (&r->lock, NULL);
-  pthread_cond_init (&r->cond, NULL);
   cleanup_free char *image_rel = xasprintf ("image/%s", driver_name);
   r->root_fd = open (r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   r->lock_fd = open (r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
