@@ -8,7 +8,7 @@ PACKAGES=(
   # build
   autoconf automake libtool pkg-config gcc make
   libcurl4-openssl-dev libjansson-dev libssl-dev zlib1g-dev libarchive-dev
-  libmount-dev libmicrohttpd-dev libcunit1-dev
+  libmount-dev libmicrohttpd-dev libcunit1-dev libzstd-dev
   # end-to-end tests and the demo
   docker.io docker-registry skopeo busybox-static debootstrap python3 attr jq
   apache2-utils curl util-linux procps
