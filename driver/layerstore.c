@@ -84,7 +84,8 @@ gr_layerstore_has (struct gr_graphroot *root, const char *chain_id)
   struct gr_layer_info info;
   if (gr_layerstore_get (root, &info, chain_id, NULL) < 0)
     return false;
-  return root->driver->ops->exists (root->driver, info.cache_id);
+  /* A read-only root has no driver: its layerdb is all there is to ask.  */
+  return root->driver == NULL || root->driver->ops->exists (root->driver, info.cache_id);
 }
 
 int
@@ -456,40 +457,6 @@ gr_layer_writer_chain_id (const struct gr_layer_writer *w)
   return w->chain_id;
 }
 
-/* The error of a stage that has failed already: the split stage's (a tar
-   that is not one) first, else the extraction's.  */
-static int
-stage_error (struct gr_layer_writer *w, gr_error_t *err)
-{
-  int r = 0;
-  pthread_mutex_lock (&w->mu);
-  if (w->split_done && w->split_status < 0)
-    r = gr_make_error (err, gr_error_status (&w->split_err), "%s", gr_error_msg (&w->split_err));
-  else if (w->apply_done && w->apply_status < 0)
-    r = gr_make_error (err, gr_error_status (&w->apply_err), "extract layer %s: %s", w->diff_id,
-                       gr_error_msg (&w->apply_err));
-  pthread_mutex_unlock (&w->mu);
-  return r;
-}
-
-int
-gr_layer_writer_write (struct gr_layer_writer *w, const void *buf, size_t len, gr_error_t *err)
-{
-  if (w->state != W_WRITING)
-    return gr_make_error (err, EINVAL, "layer %s: writer is not open", w->diff_id);
-  if (stage_error (w, err) < 0)
-    {
-      w->state = W_FAILED;
-      return -1;
-    }
-  if (gr_write_all (w->split_w, buf, len, err) < 0)
-    {
-      w->state = W_FAILED;
-      return gr_error_wrap (err, "layer %s: feed tar-split", w->diff_id);
-    }
-  return 0;
-}
-
 /* End the input and wait for both stages (the split stage ends the
    extraction's input).  */
 static void
@@ -516,6 +483,43 @@ join_thread (struct gr_layer_writer *w)
       pthread_join (w->thread, NULL);
       w->thread_running = false;
     }
+}
+
+/* The error of a stage that has failed already: the split stage's (a tar
+   that is not one) first, else the extraction's.  */
+static int
+stage_error (struct gr_layer_writer *w, gr_error_t *err)
+{
+  int r = 0;
+  pthread_mutex_lock (&w->mu);
+  if (w->split_done && w->split_status < 0)
+    r = gr_make_error (err, gr_error_status (&w->split_err), "%s", gr_error_msg (&w->split_err));
+  else if (w->apply_done && w->apply_status < 0)
+    r = gr_make_error (err, gr_error_status (&w->apply_err), "extract layer %s: %s", w->diff_id,
+                       gr_error_msg (&w->apply_err));
+  pthread_mutex_unlock (&w->mu);
+  return r;
+}
+
+int
+gr_layer_writer_write (struct gr_layer_writer *w, const void *buf, size_t len, gr_error_t *err)
+{
+  if (w->state != W_WRITING)
+    return gr_make_error (err, EINVAL, "layer %s: writer is not open", w->diff_id);
+  if (stage_error (w, NULL) < 0)
+    {
+      /* Let both stages see all that came so far, so that the error told
+         does not depend on which stage got there first.  */
+      w->state = W_FAILED;
+      join_thread (w);
+      return stage_error (w, err);
+    }
+  if (gr_write_all (w->split_w, buf, len, err) < 0)
+    {
+      w->state = W_FAILED;
+      return gr_error_wrap (err, "layer %s: feed tar-split", w->diff_id);
+    }
+  return 0;
 }
 
 /* Wait until the parent writer (if it was pending) is committed; check

@@ -515,7 +515,7 @@ gr_pull (struct gr_pull_result *res, struct gr_graphroot *root, const char *ref_
   if (opts == NULL)
     opts = &no_opts;
   memset (res, 0, sizeof (*res));
-  if (gr_reference_parse (&ref, ref_str, err) < 0)
+  if (gr_graphroot_check_writable (root, err) < 0 || gr_reference_parse (&ref, ref_str, err) < 0)
     return -1;
   if (opts->platform)
     {

@@ -863,6 +863,12 @@ fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
   curl_free (escope);
   curl_free (eservice);
   curl_easy_cleanup (esc);
+  if (form && strncmp (realm, "http://", 7) == 0 && r->base && strncmp (r->base, "https://", 8) == 0
+      && !r->insecure)
+    return gr_make_error (err, EACCES,
+                          "token realm `%s` is plain http: the identity token is not sent there (the "
+                          "registry itself is https)",
+                          realm);
   if (form)
     url = xstrdup (realm);
   else
@@ -881,7 +887,9 @@ fetch_token (struct gr_registry *r, unsigned seen_gen, gr_error_t *err)
     {
       gr_buf_reset (&body);
       gr_error_release (err);
-      /* Call http_once directly: the realm may redirect, handled below.  */
+      /* http_once directly: a redirect from the realm is not followed (it
+         ends as an HTTP 3xx error below; a POST would carry the identity
+         token wherever it pointed).  */
       cleanup_free char *location = NULL;
       response_clear (&resp);
       ret = http_once (r, url, &req, &resp, &location, false, &retryable, err);
@@ -944,44 +952,47 @@ setup_auth (struct gr_registry *r, const char *www_auth, gr_error_t *err)
     return gr_make_error (err, EPROTO, "%s: 401 without WWW-Authenticate", r->host);
   if (gr_auth_challenges_parse (&c, &n, www_auth, err) < 0)
     return -1;
-  int ret = 0;
-  bool done = false;
-  for (size_t i = 0; i < n && !done; i++)
+  /* Bearer first wherever it stands in the header (as dockerd, whose
+     token handler comes before its basic one), then Basic.  */
+  const struct gr_auth_challenge *bearer_c = NULL;
+  bool basic_c = false;
+  for (size_t i = 0; i < n; i++)
     {
-      if (strcmp (c[i].scheme, "bearer") == 0 && c[i].realm)
+      if (strcmp (c[i].scheme, "bearer") == 0 && c[i].realm && bearer_c == NULL)
+        bearer_c = &c[i];
+      else if (strcmp (c[i].scheme, "basic") == 0)
+        basic_c = true;
+    }
+  int ret = 0;
+  if (bearer_c)
+    {
+      if (strncmp (bearer_c->realm, "https://", 8) != 0 && strncmp (bearer_c->realm, "http://", 7) != 0)
+        ret = gr_make_error (err, EPROTO, "%s: bearer realm `%s` is not an http(s) URL", r->host,
+                             bearer_c->realm);
+      else
         {
-          if (strncmp (c[i].realm, "https://", 8) != 0 && strncmp (c[i].realm, "http://", 7) != 0)
-            {
-              ret = gr_make_error (err, EPROTO, "%s: bearer realm `%s` is not an http(s) URL", r->host,
-                                   c[i].realm);
-              break;
-            }
           pthread_mutex_lock (&r->lock);
           r->auth = AUTH_BEARER;
           free (r->realm);
-          r->realm = xstrdup (c[i].realm);
+          r->realm = xstrdup (bearer_c->realm);
           free (r->service);
-          r->service = c[i].service ? xstrdup (c[i].service) : NULL;
+          r->service = bearer_c->service ? xstrdup (bearer_c->service) : NULL;
           pthread_mutex_unlock (&r->lock);
-          done = true;
-        }
-      else if (strcmp (c[i].scheme, "basic") == 0)
-        {
-          if (r->user == NULL)
-            {
-              ret = gr_make_error (err, EACCES,
-                                   "%s: unauthorized: authentication required (use --username "
-                                   "and --password-stdin, or docker login)",
-                                   r->host);
-              break;
-            }
-          pthread_mutex_lock (&r->lock);
-          r->auth = AUTH_BASIC;
-          pthread_mutex_unlock (&r->lock);
-          done = true;
         }
     }
-  if (ret == 0 && !done)
+  else if (basic_c && r->user == NULL)
+    ret = gr_make_error (err, EACCES, "%s: unauthorized: %s", r->host,
+                         r->identity_token ? "the registry asks for a username and password (Basic), "
+                                             "the docker config holds an identity token for it"
+                                           : "authentication required (use --username and "
+                                             "--password-stdin, or docker login)");
+  else if (basic_c)
+    {
+      pthread_mutex_lock (&r->lock);
+      r->auth = AUTH_BASIC;
+      pthread_mutex_unlock (&r->lock);
+    }
+  else
     ret = gr_make_error (err, ENOTSUP, "%s: no supported authentication scheme in `%s`", r->host, www_auth);
   gr_auth_challenges_free (c, n);
   if (ret < 0)

@@ -402,6 +402,13 @@ handle_images (struct srv_reply *reply, const struct srv_request *req, gr_error_
   json_array_foreach (ids, i, id)
   {
     json_t *o = image_summary (root, json_string_value (id), refs, false, err);
+    if (o == NULL && gr_error_status (err) == ENOENT)
+      {
+        /* Removed while we listed (dockerd deletes the config, then the
+           layers), or a layer is missing: dockerd does not list it either.  */
+        gr_error_release (err);
+        continue;
+      }
     if (o == NULL)
       {
         json_decref (images);

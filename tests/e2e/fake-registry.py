@@ -24,7 +24,8 @@ misbehaves according to MODE:
   bearer         registry calls need "Authorization: Bearer <token>"; tokens
                  come from GET /token?service=fake&scope=repository:x:pull
                  with Basic u:p (answered as {"token"})
-  bearer-anon    the same, tokens given anonymously (as {"access_token"})
+  bearer-anon    the same, tokens given anonymously (as {"access_token"}); the
+                 challenge offers Basic before Bearer (a client must pick Bearer)
   lazy-bearer    like bearer-anon, but GET /v2/ answers 200 without a token:
                  the challenge only comes on the repository's endpoints
   no-head        HEAD on manifests answers 405 (GET works)
@@ -150,7 +151,8 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.send(401, b'{"details":"incorrect username or password"}')
             if auth != "Bearer tok-u" and not (MODE == "lazy-bearer" and p == "/v2/"):
                 return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}',
-                                 {"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:%d/token",'
+                                 {"WWW-Authenticate": ('Basic realm="fake", ' if MODE == "bearer-anon" else "")
+                                  + 'Bearer realm="http://127.0.0.1:%d/token",'
                                   'service="fake",scope="repository:x:pull"' % PORT})
         if p == "/v2/":
             return self.send(200, b"{}", {"Content-Type": "application/json"})
