@@ -636,25 +636,33 @@ gr_layer_writer_commit (struct gr_layer_writer *w, char **chain_id_out, gr_error
 }
 
 /* Remove the orphans that can go now (their children are gone), keeping
-   those that still can't.  */
+   those that still can't.  Passes until one removes nothing: an orphan
+   can be listed before its own orphaned child.  */
 static void
 retry_orphans (struct gr_graphroot *root)
 {
   struct gr_driver *d = root->driver;
   pthread_mutex_lock (&root->lock);
-  size_t kept = 0;
-  for (size_t i = 0; i < root->n_orphans; i++)
+  for (bool progress = true; progress;)
     {
-      gr_error_t e = NULL;
-      if (d->ops->remove (d, root->orphans[i], &e) < 0)
+      progress = false;
+      size_t kept = 0;
+      for (size_t i = 0; i < root->n_orphans; i++)
         {
-          gr_error_release (&e);
-          root->orphans[kept++] = root->orphans[i];
+          gr_error_t e = NULL;
+          if (d->ops->remove (d, root->orphans[i], &e) < 0)
+            {
+              gr_error_release (&e);
+              root->orphans[kept++] = root->orphans[i];
+            }
+          else
+            {
+              free (root->orphans[i]);
+              progress = true;
+            }
         }
-      else
-        free (root->orphans[i]);
+      root->n_orphans = kept;
     }
-  root->n_orphans = kept;
   pthread_mutex_unlock (&root->lock);
 }
 

@@ -322,6 +322,34 @@ test_pending_parent (void)
   gr_graphroot_free (root);
 }
 
+/* Three aborted writers of a chain (aufs refuses to remove a layer others
+   stand on), freed parent first: the parent and the middle one wait as
+   orphans, listed parent first, and all go once the last child is gone.  */
+static void
+test_aborted_chain (void)
+{
+  cleanup_free char *dir = xasprintf ("%s/aborted", sandbox);
+  struct gr_graphroot *root = NULL;
+  ASSERT_OK (gr_graphroot_open (&root, dir, "aufs", err_));
+  struct gr_layer_writer *w[3] = { NULL };
+  const char *parent = NULL;
+  for (int i = 0; i < 3; i++)
+    {
+      char diff[GR_DIGEST_LEN + 1];
+      snprintf (diff, sizeof (diff), "sha256:%064d", i + 1);
+      ASSERT_OK (gr_layer_writer_new (&w[i], root, parent, diff, err_));
+      parent = gr_layer_writer_chain_id (w[i]);
+    }
+  CU_ASSERT_EQUAL (count_entries (root->root_fd, "aufs/diff"), 3);
+  for (int i = 0; i < 3; i++)
+    gr_layer_writer_free (w[i]);
+  CU_ASSERT_EQUAL (root->n_orphans, 0);
+  CU_ASSERT_EQUAL (count_entries (root->root_fd, "aufs/diff"), 0);
+  CU_ASSERT_EQUAL (count_entries (root->root_fd, "aufs/layers"), 0);
+  CU_ASSERT_EQUAL (count_entries (root->root_fd, "image/aufs/layerdb/tmp"), 0);
+  gr_graphroot_free (root);
+}
+
 static void
 test_interrupted (void)
 {
@@ -708,6 +736,7 @@ main (void)
   CU_add_test (s, "chain IDs", test_chain_id);
   CU_add_test (s, "overlay2 layers", test_overlay2);
   CU_add_test (s, "pending parents", test_pending_parent);
+  CU_add_test (s, "aborted writers of a chain", test_aborted_chain);
   CU_add_test (s, "interrupted writer", test_interrupted);
   CU_add_test (s, "a stream that is not a tar", test_not_a_tar);
   CU_add_test (s, "vfs layers", test_vfs);
