@@ -1,7 +1,7 @@
 #!/bin/bash
 # The plugin against dockerd's built-in overlay2, in one run, on the same
 # machine and the same input: medians of N runs (default 5) and the ratio
-# plugin/overlay2 for
+# plugin/overlay2 (the two daemons take turns, run by run) for
 #   load    docker load of a 4-layer image of ~320 MB (busybox + 3 x 105 MiB of
 #           random data, made locally by tests/e2e/mktar.py)
 #   run     docker run --rm IMG true
@@ -50,53 +50,44 @@ median () { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2)
 declare -A T
 drop_caches () { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
-bench_load ()
+# One run of each operation on daemon $1; prints the seconds.
+once_load ()
 {
-  local d=$1 i r=()
-  for ((i = 0; i < RUNS; i++)); do
-    dk "$d" rmi -f "$IMG" > /dev/null 2>&1
-    dk "$d" image prune -f > /dev/null 2>&1
-    drop_caches
-    r+=("$(secs dk "$d" load -i "$CACHE/big.tar")")
-  done
-  T[load.$d]=$(median "${r[@]}")
+  dk "$1" rmi -f "$IMG" > /dev/null 2>&1
+  dk "$1" image prune -f > /dev/null 2>&1
+  drop_caches
+  secs dk "$1" load -i "$CACHE/big.tar"
 }
-bench_run ()
+once_run () { secs dk "$1" run --rm --network none "$IMG" true; }
+once_commit ()
 {
-  local d=$1 i r=()
-  dk "$d" run --rm --network none "$IMG" true > /dev/null 2>&1 # warm up
-  for ((i = 0; i < RUNS; i++)); do
-    r+=("$(secs dk "$d" run --rm --network none "$IMG" true)")
-  done
-  T[run.$d]=$(median "${r[@]}")
+  dk "$1" run --name cbench --network none "$IMG" sh -c 'head -c 104857600 /dev/urandom > /blob' \
+    > /dev/null 2>&1 || { log "$1: writing 100 MiB in a container failed"; echo NaN; return 1; }
+  secs dk "$1" commit cbench bench/commit
+  dk "$1" rm cbench > /dev/null
+  dk "$1" rmi bench/commit > /dev/null
 }
-bench_commit ()
+once_save ()
 {
-  local d=$1 i r=()
-  for ((i = 0; i < RUNS; i++)); do
-    dk "$d" run --name "c$i" --network none "$IMG" sh -c 'head -c 104857600 /dev/urandom > /blob' ||
-      die "$d: writing 100 MiB in a container"
-    r+=("$(secs dk "$d" commit "c$i" "bench/commit$i")")
-    dk "$d" rm "c$i" > /dev/null
-    dk "$d" rmi "bench/commit$i" > /dev/null
-  done
-  T[commit.$d]=$(median "${r[@]}")
-}
-bench_save ()
-{
-  local d=$1 i r=()
-  for ((i = 0; i < RUNS; i++)); do
-    drop_caches
-    r+=("$(secs sh -c "$DOCKER -H unix://${DAEMON_SOCK[$d]} save $IMG > /dev/null")")
-  done
-  T[save.$d]=$(median "${r[@]}")
+  drop_caches
+  secs sh -c "$DOCKER -H unix://${DAEMON_SOCK[$1]} save $IMG > /dev/null"
 }
 
+# The two daemons take turns run by run (ov, pl, ov, pl, ...), so that
+# what builds up on the machine over a series (page cache, writeback,
+# freed inodes) weighs on both alike.
 for op in load run commit save; do
-  for d in ov pl; do
-    log "$op on $d ($RUNS runs)"
-    "bench_$op" "$d"
+  log "$op: $RUNS runs on each, alternating"
+  [ "$op" = run ] && for d in ov pl; do once_run "$d" > /dev/null; done # warm up
+  declare -a S_ov=() S_pl=()
+  for ((i = 0; i < RUNS; i++)); do
+    S_ov+=("$("once_$op" ov)")
+    S_pl+=("$("once_$op" pl)")
   done
+  log "$op: overlay2 ${S_ov[*]}; plugin ${S_pl[*]}"
+  T[$op.ov]=$(median "${S_ov[@]}")
+  T[$op.pl]=$(median "${S_pl[@]}")
+  unset S_ov S_pl
 done
 
 # Peak RSS of the plugin while it applies one 1 GiB layer.

@@ -2,7 +2,16 @@
    with kernel aufs where the kernel has it and with overlayfs where it
    does not.  The whiteout encoding of the diff dirs follows the mount
    method and is recorded in <home>/whiteout-format so it is never
-   misread; a root written by the other method is converted at Init.  */
+   misread; a root written by the other method is converted at Init.
+
+   With overlayfs, work/<id> is a layer's overlay work dir, and an empty
+   work/<id>.ro marks an image layer: one ApplyDiff filled.  dockerd never
+   writes into those (it mounts them only to read them back, for docker
+   save and push), so they are mounted read-only, all of their chain as
+   lower layers: unmounting a read-only overlay does not sync the whole
+   upper file system (a rw one does, ~0.1 s per layer while dockerd
+   writes its save files).  Unmarked layers (containers' and init layers,
+   and any layer of a root written before the mark existed) mount rw.  */
 #include "config.h"
 
 #include "driver.h"
@@ -17,6 +26,7 @@
 
 #define FORMAT_FILE "whiteout-format"
 #define REMOVING_SUFFIX "-removing"
+#define RO_MARK_SUFFIX ".ro"
 /* dockerd allows 125 image layers, plus init and rw.  */
 #define MAX_CHAIN 127
 
@@ -453,6 +463,10 @@ aufs_create_locked (struct gr_driver *d, const char *id, const char *parent, gr_
     return -1;
   if (aufs_exists (d, id))
     return gr_make_error (err, EEXIST, "layer %s already exists", id);
+  /* A mark left by a removal that crashed must not make this one ro.  */
+  cleanup_free char *mark = xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+  if (unlinkat (d->home_fd, mark, 0) < 0 && errno != ENOENT)
+    return gr_make_error (err, errno, "layer %s: unlink `%s`", id, mark);
   if (parent && parent[0])
     {
       cleanup_free char *parent_chain = NULL;
@@ -492,14 +506,19 @@ do_mount (struct gr_driver *d, const char *id, char **chain, size_t n, gr_error_
 {
   struct aufs *a = priv (d);
   cleanup_free char *target = layer_path (d, "mnt", id);
-  cleanup_free char *upper = layer_path (d, "diff", id);
-  const char **lowers = xzalloc ((n + 1) * sizeof (char *));
+  cleanup_free char *mark = xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+  /* dirs[0]: the layer's own diff dir; dirs[1..n]: its chain's.  */
+  char **dirs = xzalloc ((n + 1) * sizeof (char *));
+  const char *const *lowers = (const char *const *) dirs + 1;
   int ret;
 
+  dirs[0] = layer_path (d, "diff", id);
   for (size_t i = 0; i < n; i++)
-    lowers[i] = layer_path (d, "diff", chain[i]);
+    dirs[i + 1] = layer_path (d, "diff", chain[i]);
   if (a->kernel_aufs)
-    ret = gr_mount_aufs (target, upper, lowers, n, NULL, err);
+    ret = gr_mount_aufs (target, dirs[0], lowers, n, NULL, err);
+  else if (faccessat (d->home_fd, mark, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+    ret = gr_mount_overlay (target, NULL, NULL, (const char *const *) dirs, n + 1, NULL, err);
   else
     {
       cleanup_free char *work_rel = xasprintf ("work/%s", id);
@@ -507,11 +526,11 @@ do_mount (struct gr_driver *d, const char *id, char **chain, size_t n, gr_error_
       if (mkdirat (d->home_fd, work_rel, 0700) < 0 && errno != EEXIST)
         ret = gr_make_error (err, errno, "mkdir `%s`", work);
       else
-        ret = gr_mount_overlay (target, upper, work, lowers, n, NULL, err);
+        ret = gr_mount_overlay (target, dirs[0], work, lowers, n, NULL, err);
     }
-  for (size_t i = 0; i < n; i++)
-    free ((char *) lowers[i]);
-  free (lowers);
+  for (size_t i = 0; i <= n; i++)
+    free (dirs[i]);
+  free (dirs);
   return ret;
 }
 
@@ -694,6 +713,9 @@ aufs_remove_locked (struct gr_driver *d, const char *id, gr_error_t *err)
       if (renameat (d->home_fd, from, d->home_fd, to) < 0 && errno != ENOENT)
         return gr_make_error (err, errno, "remove layer %s: rename `%s`", id, from);
     }
+  cleanup_free char *mark = xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+  if (unlinkat (d->home_fd, mark, 0) < 0 && errno != ENOENT)
+    return gr_make_error (err, errno, "remove layer %s: unlink `%s`", id, mark);
   if (unlinkat (d->home_fd, layers, 0) < 0 && errno != ENOENT)
     return gr_make_error (err, errno, "remove layer %s: unlink `%s`", id, layers);
   return 0;
@@ -777,6 +799,12 @@ aufs_apply_diff_busy (struct gr_driver *d, int64_t *size, const char *id, int ta
         gr_error_release (&e2);
       return gr_error_wrap (err, "apply layer %s", id);
     }
+  /* An image layer from now on (see the top).  Without the mark it only
+     mounts rw, as before: not worth failing the layer for.  */
+  cleanup_free char *mark = xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+  int mfd = openat (d->home_fd, mark, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (mfd >= 0)
+    close (mfd);
   return gr_dir_size_at (fd, size, err);
 }
 

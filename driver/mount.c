@@ -67,8 +67,9 @@ gr_mount_overlay (const char *target, const char *upper, const char *work,
   struct fd_list fds __attribute__ ((cleanup (fd_list_close))) = { 0 };
   cleanup_buf struct gr_buf opts = { 0 };
 
-  if (n_lowers == 0)
-    return gr_make_error (err, EINVAL, "overlay mount of `%s` needs at least one lower layer", target);
+  if (n_lowers == 0 || (upper == NULL && n_lowers < 2))
+    return gr_make_error (err, EINVAL, "overlay mount of `%s` needs at least %s lower layer%s", target,
+                          upper ? "one" : "two", upper ? "" : "s");
   gr_buf_puts (&opts, "lowerdir=");
   for (size_t i = 0; i < n_lowers; i++)
     {
@@ -77,13 +78,17 @@ gr_mount_overlay (const char *target, const char *upper, const char *work,
         return -1;
       gr_buf_printf (&opts, "%s/proc/self/fd/%d", i ? ":" : "", fd);
     }
-  int ufd = fd_list_open (&fds, upper, err);
-  if (ufd < 0)
-    return -1;
-  int wfd = fd_list_open (&fds, work, err);
-  if (wfd < 0)
-    return -1;
-  gr_buf_printf (&opts, ",upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d,index=off", ufd, wfd);
+  if (upper)
+    {
+      int ufd = fd_list_open (&fds, upper, err);
+      if (ufd < 0)
+        return -1;
+      int wfd = fd_list_open (&fds, work, err);
+      if (wfd < 0)
+        return -1;
+      gr_buf_printf (&opts, ",upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d,index=off", ufd, wfd);
+    }
+  unsigned long flags = upper ? 0 : MS_RDONLY;
   append_label (&opts, mount_label);
   size_t base_len = opts.len;
   /* Renamed dirs and copied-up metadata must land in the upper dir as
@@ -93,12 +98,12 @@ gr_mount_overlay (const char *target, const char *upper, const char *work,
   if ((size_t) opts.len >= (size_t) sysconf (_SC_PAGESIZE))
     return gr_make_error (err, E2BIG, "overlay options for `%s` exceed the page size (%zu layers)",
                           target, n_lowers);
-  if (mount ("overlay", target, "overlay", 0, opts.data) == 0)
+  if (mount ("overlay", target, "overlay", flags, opts.data) == 0)
     return 0;
   if (errno == EINVAL)
     {
       opts.data[base_len] = '\0';
-      if (mount ("overlay", target, "overlay", 0, opts.data) == 0)
+      if (mount ("overlay", target, "overlay", flags, opts.data) == 0)
         return 0;
     }
   return gr_make_error (err, errno, "mount overlay on `%s` (%zu lower layers)", target, n_lowers);

@@ -9,9 +9,10 @@
 bool gr_mount_fs_supported (const char *fstype);
 
 /* Mount an overlay at TARGET: UPPER (rw) over LOWERS (nearest first),
-   WORK its work dir.  Any number of lowers up to the kernel's limit (500):
-   directories are passed as /proc/self/fd/N so the page-size limit on
-   mount options is never reached.  */
+   WORK its work dir; with UPPER and WORK NULL, read-only over LOWERS alone
+   (at least two; nothing to sync at unmount).  Any number of lowers up to
+   the kernel's limit (500): directories are passed as /proc/self/fd/N so
+   the page-size limit on mount options is never reached.  */
 int gr_mount_overlay (const char *target, const char *upper, const char *work,
                       const char *const *lowers, size_t n_lowers, const char *mount_label,
                       gr_error_t *err);

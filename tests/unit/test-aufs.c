@@ -4,8 +4,10 @@
 #include "fsutil.h"
 #include "mount.h"
 #include "aufs-sandbox.h"
+#include "tar-build.h"
 #include "unit.h"
 
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
@@ -132,6 +134,80 @@ test_get_put (void)
   gr_driver_free (d);
 }
 
+static bool
+mounted_ro (const char *path)
+{
+  struct statvfs sv;
+  return statvfs (path, &sv) == 0 && (sv.f_flag & ST_RDONLY);
+}
+
+/* A layer filled by ApplyDiff (an image layer) mounts read-only, the
+   others (containers', init layers, unmarked old ones) rw.  */
+static void
+test_image_layers_ro (void)
+{
+  struct gr_driver *d = unit_open_aufs ("ro");
+  ASSERT_OK (d->ops->create (d, "base", NULL, false, err_));
+  write_at (d, "diff/base/hello", "base");
+  ASSERT_OK (d->ops->create (d, "img", "base", false, err_));
+  struct archive *a = tar_begin ("img.tar");
+  add_file (a, "added", 0644, "img");
+  put (a, ent (".wh.hello", AE_IFREG, 0644), NULL);
+  tar_end (a);
+  cleanup_close int tfd = openat (unit_sandbox_fd, "img.tar", O_RDONLY | O_CLOEXEC);
+  int64_t size = -1;
+  ASSERT_OK (d->ops->apply_diff (d, &size, "img", "base", tfd, err_));
+  struct stat st;
+  CU_ASSERT_EQUAL (fstatat (d->home_fd, "work/img.ro", &st, 0), 0);
+
+  cleanup_free char *p = NULL;
+  ASSERT_OK (d->ops->get (d, &p, "img", err_));
+  CU_ASSERT (gr_mount_is_mountpoint (p));
+  CU_ASSERT (mounted_ro (p));
+  cleanup_free char *added = xasprintf ("%s/added", p);
+  cleanup_free char *hello = xasprintf ("%s/hello", p);
+  CU_ASSERT_EQUAL (stat (added, &st), 0);
+  CU_ASSERT (stat (hello, &st) < 0 && errno == ENOENT); /* the layer's own whiteout */
+  CU_ASSERT (open (added, O_WRONLY | O_APPEND) < 0 && errno == EROFS);
+  ASSERT_OK (d->ops->put (d, "img", err_));
+  CU_ASSERT (!gr_mount_is_mountpoint (p));
+  CU_ASSERT (fstatat (d->home_fd, "work/img", &st, 0) < 0); /* no work dir needed */
+
+  /* a container layer on it: rw, the image below as it was */
+  ASSERT_OK (d->ops->create (d, "ctr", "img", true, err_));
+  cleanup_free char *c = NULL;
+  ASSERT_OK (d->ops->get (d, &c, "ctr", err_));
+  CU_ASSERT (!mounted_ro (c));
+  cleanup_free char *added2 = xasprintf ("%s/added", c);
+  FILE *f = fopen (added2, "a");
+  CU_ASSERT_PTR_NOT_NULL_FATAL (f);
+  fputs ("ctr", f);
+  fclose (f);
+  cleanup_free char *img_added = read_rel (d, "diff/img/added");
+  CU_ASSERT_STRING_EQUAL (img_added, "img");
+  ASSERT_OK (d->ops->put (d, "ctr", err_));
+
+  /* no mark (a layer of an older root): rw, as before */
+  ASSERT_OK (d->ops->create (d, "old", "base", false, err_));
+  cleanup_free char *o = NULL;
+  ASSERT_OK (d->ops->get (d, &o, "old", err_));
+  CU_ASSERT (!mounted_ro (o));
+  ASSERT_OK (d->ops->put (d, "old", err_));
+
+  /* Remove drops the mark; a new layer of the same ID is not marked */
+  ASSERT_OK (d->ops->remove (d, "ctr", err_));
+  ASSERT_OK (d->ops->remove (d, "img", err_));
+  CU_ASSERT (fstatat (d->home_fd, "work/img.ro", &st, 0) < 0);
+  write_at (d, "work/img.ro", ""); /* as a crash between the two would leave it */
+  ASSERT_OK (d->ops->create (d, "img", "base", true, err_));
+  CU_ASSERT (fstatat (d->home_fd, "work/img.ro", &st, 0) < 0);
+  cleanup_free char *n = NULL;
+  ASSERT_OK (d->ops->get (d, &n, "img", err_));
+  CU_ASSERT (!mounted_ro (n));
+  ASSERT_OK (d->ops->put (d, "img", err_));
+  gr_driver_free (d);
+}
+
 static void
 test_deep_chain (void)
 {
@@ -249,6 +325,7 @@ main (void)
   CU_pSuite s = CU_add_suite ("aufs backend", unit_sandbox_setup, unit_aufs_teardown);
   CU_add_test (s, "layout and id checks", test_layout);
   CU_add_test (s, "get/put refcounts and mounts", test_get_put);
+  CU_add_test (s, "image layers mount read-only", test_image_layers_ro);
   CU_add_test (s, "127-deep chain mounts", test_deep_chain);
   CU_add_test (s, "recovery after a crash", test_crash_recovery);
   CU_add_test (s, "convert a Docker aufs root", test_convert_aufs_root);
