@@ -64,6 +64,13 @@ layer_path (struct gr_driver *d, const char *kind, const char *id)
   return xasprintf ("%s/%s/%s", d->home, kind, id);
 }
 
+/* The image-layer mark of ID, relative to the home (see the top).  */
+static char *
+ro_mark (const char *id)
+{
+  return xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+}
+
 static void
 chain_free (char **chain)
 {
@@ -464,7 +471,7 @@ aufs_create_locked (struct gr_driver *d, const char *id, const char *parent, gr_
   if (aufs_exists (d, id))
     return gr_make_error (err, EEXIST, "layer %s already exists", id);
   /* A mark left by a removal that crashed must not make this one ro.  */
-  cleanup_free char *mark = xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+  cleanup_free char *mark = ro_mark (id);
   if (unlinkat (d->home_fd, mark, 0) < 0 && errno != ENOENT)
     return gr_make_error (err, errno, "layer %s: unlink `%s`", id, mark);
   if (parent && parent[0])
@@ -506,7 +513,7 @@ do_mount (struct gr_driver *d, const char *id, char **chain, size_t n, gr_error_
 {
   struct aufs *a = priv (d);
   cleanup_free char *target = layer_path (d, "mnt", id);
-  cleanup_free char *mark = xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+  cleanup_free char *mark = ro_mark (id);
   /* dirs[0]: the layer's own diff dir; dirs[1..n]: its chain's.  */
   char **dirs = xzalloc ((n + 1) * sizeof (char *));
   const char *const *lowers = (const char *const *) dirs + 1;
@@ -713,7 +720,7 @@ aufs_remove_locked (struct gr_driver *d, const char *id, gr_error_t *err)
       if (renameat (d->home_fd, from, d->home_fd, to) < 0 && errno != ENOENT)
         return gr_make_error (err, errno, "remove layer %s: rename `%s`", id, from);
     }
-  cleanup_free char *mark = xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+  cleanup_free char *mark = ro_mark (id);
   if (unlinkat (d->home_fd, mark, 0) < 0 && errno != ENOENT)
     return gr_make_error (err, errno, "remove layer %s: unlink `%s`", id, mark);
   if (unlinkat (d->home_fd, layers, 0) < 0 && errno != ENOENT)
@@ -801,7 +808,7 @@ aufs_apply_diff_busy (struct gr_driver *d, int64_t *size, const char *id, int ta
     }
   /* An image layer from now on (see the top).  Without the mark it only
      mounts rw, as before: not worth failing the layer for.  */
-  cleanup_free char *mark = xasprintf ("work/%s" RO_MARK_SUFFIX, id);
+  cleanup_free char *mark = ro_mark (id);
   int mfd = openat (d->home_fd, mark, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (mfd >= 0)
     close (mfd);
