@@ -117,8 +117,13 @@ push deep e2e/deep:v1 || die "push deep"
 api Distribution.Pull "{\"Reference\":\"$REGISTRY_ADDR/e2e/deep:v1\"}" > "$E2E_WORK/pull-init.jsonl"
 check "/Distribution.Pull with Root/Driver from the Init (dockerd stopped)" \
   python3 -c 'import json,sys; d=[json.loads(x) for x in open(sys.argv[1])][-1]; assert d["status"]=="done", d' "$E2E_WORK/pull-init.jsonl"
+# An image whose layer is gone (as while dockerd removes one) is skipped.
+broken='{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}'
+BROKEN=$ROOT/image/$GR_PLUGIN_NAME/imagedb/content/sha256/$(printf %s "$broken" | sha256sum | cut -c1-64)
+printf %s "$broken" > "$BROKEN"
 api Distribution.Images '{}' > "$E2E_WORK/images2.json"
-check "/Distribution.Images with the Init's defaults lists 3 images" \
+rm -f "$BROKEN"
+check "/Distribution.Images with the Init's defaults lists 3 images (one with a missing layer skipped)" \
   python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))["Images"]) == 3' "$E2E_WORK/images2.json"
 dockerd_start pl plugin || die "dockerd with the plugin (again)"
 check "the image pulled through the plugin runs" \
