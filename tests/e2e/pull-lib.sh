@@ -112,3 +112,18 @@ images_line ()
 {
   dk "$1" images --digests --no-trunc --format '{{.Repository}} {{.Tag}} {{.Digest}} {{.ID}}' "$2" | sort
 }
+
+# check_images_match REF DAEMON PREFIX REPO...: for each REPO, DAEMON's
+# `docker images --digests` line equals REF's (a `docker pull` there).
+check_images_match ()
+{
+  local ref=$1 d=$2 prefix=$3 repo want got
+  shift 3
+  for repo in "$@"; do
+    want=$(images_line "$ref" "$repo")
+    got=$(images_line "$d" "$repo")
+    log "$ref: $want"
+    log "$d: $got"
+    check "${prefix}docker images --digests matches docker pull for $repo" test -n "$got" -a "$got" = "$want"
+  done
+}

@@ -76,13 +76,7 @@ dockerd_start ref overlay2 || die "dockerd ref"
 dk ref pull -q "$REGISTRY_ADDR/e2e/special:v1" > /dev/null || die "docker pull special"
 dk ref pull -q "$REGISTRY_ADDR/e2e/base:v1" > /dev/null || die "docker pull base"
 dockerd_start pl plugin || die "dockerd with the plugin on the pulled root"
-for repo in "$REGISTRY_ADDR/e2e/special" "$REGISTRY_ADDR/e2e/base"; do
-  want=$(images_line ref "$repo")
-  got=$(images_line pl "$repo")
-  log "ref:    $want"
-  log "plugin: $got"
-  check "plugin root: docker images --digests matches docker pull for $repo" test -n "$got" -a "$got" = "$want"
-done
+check_images_match ref pl "plugin root: " "$REGISTRY_ADDR/e2e/special" "$REGISTRY_ADDR/e2e/base"
 check "plugin root: docker run works" \
   test "$(dk pl run --rm --network none "$REGISTRY_ADDR/e2e/special:v1" /bin/busybox echo ok 2>&1)" = ok
 registry_config "$REGISTRY_ADDR" e2e/special v1 \

@@ -33,13 +33,7 @@ dk ref pull -q "$REGISTRY_ADDR/e2e/base" >/dev/null || die "docker pull base on 
 
 # --- dockerd on our root
 dockerd_start pulled overlay2 || die "dockerd on the pulled root does not start"
-for repo in "$REGISTRY_ADDR/e2e/special" "$REGISTRY_ADDR/e2e/base"; do
-  want=$(images_line ref "$repo")
-  got=$(images_line pulled "$repo")
-  log "ref:    $want"
-  log "pulled: $got"
-  check "docker images --digests matches docker pull for $repo" test -n "$got" -a "$got" = "$want"
-done
+check_images_match ref pulled "" "$REGISTRY_ADDR/e2e/special" "$REGISTRY_ADDR/e2e/base"
 check "docker run works on the pulled image" \
   test "$(dk pulled run --rm --network none "$REF" /bin/busybox echo pulled-ok 2>&1)" = pulled-ok
 check "docker run works on the base image" \
